@@ -1,0 +1,108 @@
+import { z } from 'zod';
+
+/** Field value types that the widgets, normalization and validation know. */
+export const FIELD_TYPES = [
+  'string',
+  'email',
+  'phone',
+  'date',
+  'postalCode',
+  'country',
+  'nationalId',
+  'number',
+  'boolean',
+] as const;
+export type FieldType = (typeof FIELD_TYPES)[number];
+
+export const FIELD_CLASSES = ['direct', 'quasi', 'sensitive', 'public'] as const;
+export type FieldClass = (typeof FIELD_CLASSES)[number];
+
+/**
+ * Egress forms, from the strongest protection to the weakest. A form may
+ * replace the field's rule only if it comes at or before the rule here.
+ * Stored policies depend on this order: never reorder it.
+ */
+export const EGRESS_FORMS = ['never', 'token', 'mask', 'generalize', 'clear'] as const;
+export type EgressForm = (typeof EGRESS_FORMS)[number];
+
+export const TOKEN_KINDS = ['deterministic', 'random', 'format-preserving'] as const;
+export type TokenKind = (typeof TOKEN_KINDS)[number];
+
+const identifier = z
+  .string()
+  .regex(/^[a-z][a-zA-Z0-9_]{0,62}$/, 'must start with a lowercase letter and contain only letters, digits and _');
+
+const maskSchema = z.strictObject({
+  keep: z.enum(['first', 'last']),
+  count: z.number().int().min(0).max(64),
+  maskChar: z.string().length(1).default('•'),
+});
+
+const generalizeSchema = z.union([
+  z.strictObject({ date: z.enum(['year', 'yearMonth']) }),
+  z.strictObject({ ageBand: z.number().int().min(1).max(100) }),
+  z.strictObject({ prefix: z.number().int().min(0).max(32) }),
+  z.strictObject({ bucket: z.number().positive() }),
+]);
+export type Generalization = z.infer<typeof generalizeSchema>;
+
+const tokenSchema = z.strictObject({
+  kind: z.enum(TOKEN_KINDS).default('deterministic'),
+  /** Fields that share a namespace give equal tokens for equal values, so they can be joined. */
+  namespace: identifier.optional(),
+});
+
+const fieldSchema = z.strictObject({
+  type: z.enum(FIELD_TYPES),
+  class: z.enum(FIELD_CLASSES),
+  egress: z.enum(EGRESS_FORMS),
+  required: z.boolean().default(false),
+  /** Maximum length in characters, after normalization. */
+  maxLength: z.number().int().min(1).max(10_000).default(256),
+  searchable: z.boolean().default(false),
+  token: tokenSchema.optional(),
+  mask: maskSchema.optional(),
+  generalize: generalizeSchema.optional(),
+  /** Labels for the widgets, keyed by locale (`en`, `de`, ...). */
+  label: z.record(z.string(), z.string().max(200)).optional(),
+});
+export type FieldPolicy = z.infer<typeof fieldSchema>;
+
+const recordTypeSchema = z.strictObject({
+  fields: z.record(identifier, fieldSchema).refine((fields) => Object.keys(fields).length > 0, 'must declare at least one field'),
+});
+export type RecordTypePolicy = z.infer<typeof recordTypeSchema>;
+
+const folderTarget = z.strictObject({
+  kind: z.literal('folder'),
+  /** Relative paths resolve against the data folder. */
+  path: z.string().min(1),
+});
+const s3Target = z.strictObject({
+  kind: z.literal('s3'),
+  bucket: z.string().min(3).max(63),
+  prefix: z.string().default(''),
+  region: z.string().default('eu-central-1'),
+  /** Endpoint of an S3-compatible service; the AWS default when absent. */
+  endpoint: z.url().optional(),
+  forcePathStyle: z.boolean().default(false),
+});
+const targetSchema = z.discriminatedUnion('kind', [folderTarget, s3Target]);
+export type DestinationTarget = z.infer<typeof targetSchema>;
+
+const destinationSchema = z.strictObject({
+  target: targetSchema,
+  /** Projection: record type, then field, then the form the destination receives. Fields left out are not sent. */
+  records: z.record(identifier, z.record(identifier, z.enum(EGRESS_FORMS))),
+});
+export type DestinationPolicy = z.infer<typeof destinationSchema>;
+
+export const policySchema = z.strictObject({
+  version: z.number().int().min(1),
+  /** Region used to read national phone numbers, as ISO 3166-1 alpha-2. */
+  defaultRegion: z.string().regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 code such as DE'),
+  purposes: z.array(identifier).min(1),
+  recordTypes: z.record(identifier, recordTypeSchema),
+  destinations: z.record(identifier, destinationSchema).default({}),
+});
+export type Policy = z.infer<typeof policySchema>;
