@@ -1,0 +1,97 @@
+import path from 'node:path';
+import { z } from 'zod';
+import { DomicileError, jsonPath } from '../policy/index.ts';
+
+/**
+ * Runtime settings, read from environment variables. Every setting has a
+ * default, so `npm start` runs the whole flow on one machine; each default that
+ * is unsafe in production is reported by `productionWarnings`.
+ */
+const port = z.coerce.number().int().min(0).max(65_535);
+
+const environmentSchema = z.object({
+  DOMICILE_DATA_DIR: z.string().min(1).default('data'),
+  DOMICILE_POLICY: z.string().min(1).default('examples/policy.yaml'),
+  DATABASE_URL: z.string().min(1).optional(),
+  DOMICILE_HOST: z.string().min(1).default('127.0.0.1'),
+  DOMICILE_APP_PORT: port.default(8080),
+  DOMICILE_GATEWAY_PORT: port.default(8081),
+  DOMICILE_UPSTREAM: z.url().optional(),
+  DOMICILE_APP_ORIGIN: z.url().optional(),
+  DOMICILE_GATEWAY_ORIGIN: z.url().optional(),
+  DOMICILE_KEY_FILE: z.string().min(1).optional(),
+  DOMICILE_EXAMPLE_PORT: port.default(0),
+  DOMICILE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DOMICILE_REPLICATION_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(200),
+});
+
+export interface Config {
+  dataDir: string;
+  policyFile: string;
+  databaseUrl: string | undefined;
+  host: string;
+  appPort: number;
+  gatewayPort: number;
+  /** Upstream web app; when undefined, the example app is started and used. */
+  upstream: string | undefined;
+  appOrigin: string;
+  gatewayOrigin: string;
+  keyFile: string;
+  examplePort: number;
+  logLevel: string;
+  replicationPollMs: number;
+}
+
+/** Reads the configuration from `env`; invalid settings fail with the variable's name and the problem. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const result = environmentSchema.safeParse(env);
+  if (!result.success) {
+    const issues = result.error.issues.map((issue) => ({
+      path: jsonPath(issue.path).replace(/^\$\./, ''),
+      message: issue.message,
+    }));
+    const summary = issues.map((issue) => `${issue.path} ${issue.message}`).join('; ');
+    throw new DomicileError('invalid_request', `invalid configuration: ${summary}`, { issues });
+  }
+  const settings = result.data;
+  const dataDir = path.resolve(settings.DOMICILE_DATA_DIR);
+
+  return {
+    dataDir,
+    policyFile: path.resolve(settings.DOMICILE_POLICY),
+    databaseUrl: settings.DATABASE_URL,
+    host: settings.DOMICILE_HOST,
+    appPort: settings.DOMICILE_APP_PORT,
+    gatewayPort: settings.DOMICILE_GATEWAY_PORT,
+    upstream: settings.DOMICILE_UPSTREAM,
+    appOrigin: originOf(settings.DOMICILE_APP_ORIGIN ?? `http://localhost:${settings.DOMICILE_APP_PORT}`),
+    gatewayOrigin: originOf(settings.DOMICILE_GATEWAY_ORIGIN ?? `http://localhost:${settings.DOMICILE_GATEWAY_PORT}`),
+    keyFile: path.resolve(settings.DOMICILE_KEY_FILE ?? path.join(dataDir, 'kek.json')),
+    examplePort: settings.DOMICILE_EXAMPLE_PORT,
+    logLevel: settings.DOMICILE_LOG_LEVEL,
+    replicationPollMs: settings.DOMICILE_REPLICATION_POLL_MS,
+  };
+}
+
+function originOf(url: string): string {
+  return new URL(url).origin;
+}
+
+/** Defaults that are fine for evaluation but not for personal data in production. */
+export function productionWarnings(config: Config): string[] {
+  const warnings: string[] = [];
+  if (config.databaseUrl === undefined) {
+    warnings.push(
+      `the embedded database (PGlite) in ${path.join(config.dataDir, 'pgdata')} is for evaluation: ` +
+        'set DATABASE_URL to a managed PostgreSQL for production, and back up that folder together with the key file',
+    );
+  }
+  warnings.push(
+    `the key encryption key is a local file, ${config.keyFile}: every record is unreadable without it, ` +
+      'so back it up apart from the database, and use a KMS for production',
+  );
+  if (config.upstream === undefined) {
+    warnings.push('no DOMICILE_UPSTREAM is set: the app listener proxies to the built-in example app');
+  }
+  return warnings;
+}

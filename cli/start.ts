@@ -1,0 +1,155 @@
+import { once } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { startExampleApp, type ExampleApp } from '../examples/aws-app/server.ts';
+import { createAppListener } from '../gateway/app-listener.ts';
+import { createGatewayApp } from '../gateway/gateway-listener.ts';
+import { DomicileError, loadPolicyFile, type Policy } from '../policy/index.ts';
+import { startReplicationWorker } from '../replication/worker.ts';
+import { openDatabase, type Database } from '../store/database.ts';
+import { loadKeyring } from '../store/keyring-store.ts';
+import { migrate } from '../store/migrate.ts';
+import { createVault } from '../store/vault.ts';
+import { openLocalKeyFile } from '../tokenizer/keys/local-file.ts';
+import type { Keyring } from '../tokenizer/keyring.ts';
+import { productionWarnings, type Config } from './config.ts';
+import { ensureExampleCredential } from './example-credential.ts';
+
+export type Role = 'all' | 'gateway' | 'worker';
+
+export interface Running {
+  policy: Policy;
+  db: Database;
+  keyring: Keyring;
+  /** Origins the listeners serve, with the ports they really got. */
+  appOrigin: string | undefined;
+  gatewayOrigin: string | undefined;
+  upstream: string | undefined;
+  /** The built-in example upstream, when no upstream is configured. */
+  example: ExampleApp | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the gateway listeners, the replication worker, or both, and the
+ * example upstream app when no upstream is configured. Resources opened before
+ * a failure are closed again before the error propagates.
+ */
+export async function startDomicile(config: Config, role: Role, logger: Logger): Promise<Running> {
+  const closers: Array<() => Promise<void>> = [];
+  const close = async (): Promise<void> => {
+    for (const closer of closers.reverse()) {
+      await closer().catch((error: unknown) => logger.error({ err: error, event: 'shutdown.failed' }, 'shutdown step failed'));
+    }
+  };
+
+  try {
+    const policy = loadPolicyFile(config.policyFile);
+    logger.info({ event: 'policy.loaded', policyVersion: policy.version, recordTypes: Object.keys(policy.recordTypes) }, 'data policy loaded');
+
+    const keys = await openLocalKeyFile(config.keyFile);
+    closers.push(() => keys.close());
+    if (keys.created) {
+      logger.warn({ event: 'kek.created', file: config.keyFile }, 'generated a new local key encryption key');
+    }
+
+    const db = await openDatabase({ ...(config.databaseUrl === undefined ? {} : { databaseUrl: config.databaseUrl }), dataDir: config.dataDir, logger });
+    closers.push(() => db.close());
+    await migrate(db, logger);
+    const keyring = await loadKeyring(db, keys);
+    const vault = createVault({ db, policy, keys, keyring, logger });
+
+    const running: Running = { policy, db, keyring, appOrigin: undefined, gatewayOrigin: undefined, upstream: undefined, example: undefined, close };
+
+    if (role !== 'worker') {
+      await startListeners(config, { policy, db, keyring, vault, logger }, running, closers);
+    }
+    if (role !== 'gateway') {
+      const worker = startReplicationWorker({ db, vault, policy, keyring, logger, dataDir: config.dataDir, pollMs: config.replicationPollMs });
+      closers.push(() => worker.stop());
+      logger.info({ event: 'worker.started', destinations: Object.keys(policy.destinations) }, 'replication worker started');
+    }
+
+    for (const warning of productionWarnings(config)) {
+      logger.warn({ event: 'config.unsafe_default' }, warning);
+    }
+    return running;
+  } catch (error) {
+    await close();
+    throw error;
+  }
+}
+
+interface Parts {
+  policy: Policy;
+  db: Database;
+  keyring: Keyring;
+  vault: ReturnType<typeof createVault>;
+  logger: Logger;
+}
+
+async function startListeners(config: Config, parts: Parts, running: Running, closers: Array<() => Promise<void>>): Promise<void> {
+  const { policy, db, keyring, vault, logger } = parts;
+
+  const gatewayServer = http.createServer();
+  const gatewayPort = await listen(gatewayServer, config.host, config.gatewayPort);
+  closers.push(() => closeServer(gatewayServer));
+  const gatewayOrigin = config.gatewayPort === 0 ? `http://localhost:${gatewayPort}` : config.gatewayOrigin;
+  const appOrigin = config.appOrigin;
+  if (config.appPort === 0) {
+    throw new DomicileError('invalid_request', 'DOMICILE_APP_PORT must not be 0: the app origin must be known before the widgets start');
+  }
+
+  let upstream = config.upstream;
+  if (upstream === undefined) {
+    const apiCredential = await ensureExampleCredential(db, config.dataDir, Object.keys(policy.recordTypes), logger);
+    const example = await startExampleApp({
+      host: '127.0.0.1',
+      port: config.examplePort,
+      gatewayOrigin,
+      appOrigin,
+      apiCredential,
+      logger: logger.child({ component: 'example-app' }),
+    });
+    closers.push(() => example.close());
+    upstream = example.url;
+    running.example = example;
+    logger.info({ event: 'example_app.started', url: example.url }, 'example upstream app started');
+  }
+
+  const gatewayApp = createGatewayApp({
+    vault,
+    db,
+    policy,
+    keyring,
+    logger: logger.child({ listener: 'gateway' }),
+    appOrigins: [appOrigin],
+    gatewayOrigin,
+    ready: () => db.pool.query('SELECT 1').then(() => true, () => false),
+  });
+  gatewayServer.on('request', gatewayApp);
+
+  const appServer = createAppListener({ upstream, logger: logger.child({ listener: 'app' }) });
+  const appPort = await listen(appServer, config.host, config.appPort);
+  closers.push(() => closeServer(appServer));
+
+  running.gatewayOrigin = gatewayOrigin;
+  running.appOrigin = appOrigin;
+  running.upstream = upstream;
+  logger.info(
+    { event: 'listeners.started', appListener: `http://${config.host}:${appPort}`, gatewayListener: `http://${config.host}:${gatewayPort}`, upstream },
+    `app listener on ${running.appOrigin}, gateway listener on ${gatewayOrigin}, upstream ${upstream}`,
+  );
+}
+
+async function listen(server: http.Server, host: string, port: number): Promise<number> {
+  server.listen(port, host);
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}
+
+async function closeServer(server: http.Server): Promise<void> {
+  server.closeIdleConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}

@@ -1,0 +1,46 @@
+import { Router } from 'express';
+import { z } from 'zod';
+import { DomicileError } from '../../policy/index.ts';
+import { authenticate, credentialOf, requireScope } from '../auth.ts';
+import type { GatewayDeps } from '../deps.ts';
+import { parseInput, requirePurpose, requireRecordType } from '../validation.ts';
+import type { SessionSigner } from '../widgets/session.ts';
+
+const sessionBody = z.strictObject({
+  recordType: z.string().min(1).max(64),
+  purpose: z.string().min(1).max(64),
+  parentOrigin: z.string().min(1).max(2048),
+});
+
+/** `POST /api/v1/widget-sessions`: a short-lived session for one collect widget. */
+export function widgetSessionsRouter(deps: GatewayDeps, signer: SessionSigner): Router {
+  const router = Router();
+
+  router.post('/api/v1/widget-sessions', authenticate(deps.db), async (req, res) => {
+    const credential = credentialOf(res);
+    const body = parseInput(sessionBody, req.body, '$');
+    requireRecordType(deps.policy, body.recordType, '$.recordType');
+    requireScope(credential, 'widget-sessions:create', body.recordType);
+    const purpose = requirePurpose(deps.policy, body.purpose, '$.purpose');
+    if (!deps.appOrigins.includes(body.parentOrigin)) {
+      throw new DomicileError('invalid_request', '$.parentOrigin is not an app origin that the gateway allows', {
+        issues: [{ path: '$.parentOrigin', message: 'must be one of the configured app origins' }],
+      });
+    }
+
+    const { session, claims } = await signer.sign({
+      credentialId: credential.id,
+      recordType: body.recordType,
+      purpose,
+      parentOrigin: body.parentOrigin,
+    });
+    res.setHeader('Cache-Control', 'no-store');
+    res.status(201).json({
+      session,
+      expiresAt: new Date(claims.exp * 1000).toISOString(),
+      widgetUrl: `${deps.gatewayOrigin}/widgets/collect?session=${encodeURIComponent(session)}`,
+    });
+  });
+
+  return router;
+}

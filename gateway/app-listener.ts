@@ -1,0 +1,190 @@
+import http from 'node:http';
+import https from 'node:https';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createProxyMiddleware, type Plugin } from 'http-proxy-middleware';
+import type { Logger } from 'pino';
+
+export interface AppListenerOptions {
+  /** Origin of the upstream web app, such as `http://127.0.0.1:3000`. */
+  upstream: string;
+  logger: Logger;
+  /**
+   * Keep the X-Forwarded-* headers that clients send and append to them. Only
+   * safe behind a load balancer that sets them; by default the app listener is
+   * the edge, so it replaces them and the upstream can trust what it receives.
+   */
+  trustForwardedHeaders?: boolean;
+  /** Maximum idle keep-alive sockets to the upstream. */
+  maxFreeSockets?: number;
+}
+
+const FORWARDED_HEADERS = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-proto', 'forwarded'];
+
+/** Body of the 502 response; it names neither the upstream nor the request. */
+const UPSTREAM_DOWN_BODY = JSON.stringify({
+  error: { code: 'upstream_unavailable', message: 'the upstream web app is unavailable', issues: [] },
+});
+
+/**
+ * Creates the app listener: a plain `node:http` server that streams every
+ * request, WebSocket upgrades included, to the upstream web app. It is not an
+ * Express app because proxied traffic is most of what the gateway carries.
+ * The caller calls `listen()`.
+ */
+export function createAppListener(options: AppListenerOptions): http.Server {
+  const upstream = new URL(options.upstream);
+  const logger = options.logger.child({ listener: 'app' });
+  const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 256 };
+  const agent = upstream.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+
+  const proxy = createProxyMiddleware<http.IncomingMessage, http.ServerResponse>({
+    target: upstream.origin,
+    agent,
+    changeOrigin: true,
+    xfwd: true,
+    ws: true,
+    // The default plugins write the request URL into error bodies and logs, so
+    // this listener brings its own error handling instead.
+    ejectPlugins: true,
+    plugins: [upstreamErrorPlugin(logger)],
+  });
+
+  const server = http.createServer((req, res) => {
+    const started = process.hrtime.bigint();
+    res.once('close', () => logRequest(logger, req, res, started));
+    if (options.trustForwardedHeaders !== true) {
+      dropForwardedHeaders(req);
+    }
+    void proxy(req, res, (error: unknown) => {
+      logger.error({ errorName: errorName(error) }, 'proxy middleware failed before forwarding');
+      respondUpstreamDown(res);
+    });
+  });
+
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (options.trustForwardedHeaders !== true) {
+      dropForwardedHeaders(req);
+    }
+    logger.info({ method: req.method, route: routeGroup(req.url), status: 101 }, 'websocket upgrade');
+    upgradedSockets.add(socket);
+    socket.once('close', () => upgradedSockets.delete(socket));
+    proxy.upgrade(req, socket as Socket, head);
+  });
+
+  // Upgraded sockets leave the server's connection tracking, so without this
+  // `closeAllConnections()` would leave open WebSockets holding `close()` back.
+  const upgradedSockets = new Set<Duplex>();
+  const closeHttpConnections = server.closeAllConnections.bind(server);
+  server.closeAllConnections = () => {
+    closeHttpConnections();
+    for (const socket of upgradedSockets) {
+      socket.destroy();
+    }
+  };
+  server.on('close', () => agent.destroy());
+  return server;
+}
+
+/**
+ * Handles the events of the underlying http-proxy server: upstream failures
+ * become a 502 (or a closed socket for WebSockets), and socket errors on
+ * either side are caught so they cannot crash the process.
+ */
+function upstreamErrorPlugin(logger: Logger): Plugin<http.IncomingMessage, http.ServerResponse> {
+  return (proxyServer) => {
+    proxyServer.on('error', (error, req, resOrSocket) => {
+      logger.warn({ method: req.method, route: routeGroup(req.url), errorCode: errorCode(error) }, 'upstream request failed');
+      if (resOrSocket instanceof http.ServerResponse) {
+        respondUpstreamDown(resOrSocket);
+      } else {
+        resOrSocket.destroy();
+      }
+    });
+    proxyServer.on('econnreset', (error, req) => {
+      logger.info({ method: req.method, route: routeGroup(req.url), errorCode: errorCode(error) }, 'client closed the connection');
+    });
+    proxyServer.on('proxyReq', (_proxyReq, _req, res) => {
+      res.on('error', () => undefined);
+    });
+    proxyServer.on('proxyReqWs', (_proxyReq, _req, socket) => {
+      socket.on('error', () => undefined);
+    });
+    proxyServer.on('open', (proxySocket) => {
+      proxySocket.on('error', () => undefined);
+    });
+    // When the client goes away mid-response (a server-sent event stream, a
+    // large download), stop reading from the upstream as well.
+    proxyServer.on('proxyRes', (proxyRes, _req, res) => {
+      res.on('close', () => {
+        if (!res.writableEnded) {
+          proxyRes.destroy();
+        }
+      });
+    });
+  };
+}
+
+function respondUpstreamDown(res: http.ServerResponse): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(502, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(UPSTREAM_DOWN_BODY),
+    'cache-control': 'no-store',
+  });
+  res.end(UPSTREAM_DOWN_BODY);
+}
+
+function dropForwardedHeaders(req: http.IncomingMessage): void {
+  for (const name of FORWARDED_HEADERS) {
+    delete req.headers[name];
+  }
+}
+
+function logRequest(logger: Logger, req: http.IncomingMessage, res: http.ServerResponse, started: bigint): void {
+  const latencyMs = Number(process.hrtime.bigint() - started) / 1e6;
+  const entry = {
+    method: req.method,
+    route: routeGroup(req.url),
+    status: res.statusCode,
+    latencyMs: Math.round(latencyMs * 1000) / 1000,
+    aborted: !res.writableFinished,
+  };
+  if (res.statusCode >= 500) {
+    logger.error(entry, 'proxied request');
+  } else {
+    logger.info(entry, 'proxied request');
+  }
+}
+
+/**
+ * Reduces a URL to its first path segment (`/api/users/42?q=x` → `/api/*`).
+ * The proxy knows no route templates, and the rest of a path or its query may
+ * carry personal data, so only a short plain first segment is logged.
+ */
+export function routeGroup(url: string | undefined): string {
+  const path = (url ?? '/').split('?', 1)[0] ?? '/';
+  const segments = path.split('/');
+  const first = segments[1] ?? '';
+  if (first === '' && segments.length <= 2) {
+    return '/';
+  }
+  if (!/^[A-Za-z][A-Za-z0-9._-]{0,31}$/.test(first)) {
+    return '/*';
+  }
+  return segments.length > 2 ? `/${first}/*` : `/${first}`;
+}
+
+function errorCode(error: unknown): string {
+  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') {
+    return error.code;
+  }
+  return errorName(error);
+}
+
+function errorName(error: unknown): string {
+  return error instanceof Error ? error.name : 'unknown';
+}

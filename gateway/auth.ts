@@ -1,0 +1,56 @@
+import type { RequestHandler, Response } from 'express';
+import { DomicileError } from '../policy/index.ts';
+import { verifyCredential, type Credential, type CredentialOperation } from '../store/credentials.ts';
+import type { Database } from '../store/database.ts';
+import type { Actor } from '../store/types.ts';
+
+/** Reads the token of an `Authorization: Bearer <token>` header, or undefined. */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (header === undefined) {
+    return undefined;
+  }
+  const match = /^Bearer[ ]+([^\s]+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+/**
+ * Verifies the API credential of the request and keeps it in `res.locals`.
+ * Every failure gives the same 401, so the response tells no caller whether
+ * a credential exists, was revoked or was mistyped.
+ */
+export function authenticate(db: Database): RequestHandler {
+  return async (req, res, next) => {
+    res.setHeader('WWW-Authenticate', 'Bearer realm="domicile"');
+    const secret = bearerToken(req.headers.authorization);
+    const credential = secret === undefined ? undefined : await verifyCredential(db, secret);
+    if (credential === undefined) {
+      throw new DomicileError('unauthenticated', 'missing or invalid API credential: send Authorization: Bearer <secret>');
+    }
+    res.removeHeader('WWW-Authenticate');
+    res.locals['credential'] = credential;
+    next();
+  };
+}
+
+export function credentialOf(res: Response): Credential {
+  const credential: unknown = res.locals['credential'];
+  if (typeof credential !== 'object' || credential === null) {
+    throw new DomicileError('internal', 'route runs without the authenticate middleware');
+  }
+  return credential as Credential;
+}
+
+/** Throws `forbidden` unless the credential may run `operation` on `recordType`. */
+export function requireScope(credential: Credential, operation: CredentialOperation, recordType: string): void {
+  if (!credential.scopes.operations.includes(operation)) {
+    throw new DomicileError('forbidden', `credential lacks the scope ${operation}`);
+  }
+  if (!credential.scopes.recordTypes.includes(recordType)) {
+    throw new DomicileError('forbidden', `credential lacks access to record type ${recordType}`);
+  }
+}
+
+/** The actor that the store audits for a credential. */
+export function actorOf(credential: Credential): Actor {
+  return { id: `credential:${credential.id}`, location: credential.location };
+}

@@ -1,0 +1,27 @@
+import type { Logger } from 'pino';
+import type { Policy } from '../policy/index.ts';
+import type { Database } from '../store/database.ts';
+import type { Vault } from '../store/vault.ts';
+import type { Keyring } from '../tokenizer/keyring.ts';
+
+/** The part of the store's vault that the gateway calls. */
+export type GatewayVault = Pick<Vault, 'create' | 'read' | 'erase'>;
+
+export interface GatewayDeps {
+  vault: GatewayVault;
+  db: Database;
+  policy: Policy;
+  keyring: Keyring;
+  logger: Logger;
+  /** Origins of the web app (the app listener) that may frame the widgets. */
+  appOrigins: string[];
+  /** Public origin of the gateway listener, such as `https://pii.example.com`. */
+  gatewayOrigin: string;
+  /**
+   * HS256 key, at least 32 bytes, that signs widget sessions. Without it the
+   * key is derived from the tokenization keyring, which every replica shares.
+   */
+  sessionKey?: Buffer;
+  /** Reports whether the database is reachable; backs `/readyz`. */
+  ready: () => Promise<boolean>;
+}

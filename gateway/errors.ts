@@ -1,0 +1,92 @@
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import { DomicileError, type ErrorCode, type Issue } from '../policy/index.ts';
+import { requestIdOf } from './request-log.ts';
+
+/** Fixed message of every unexpected failure; details go to the log under the request id. */
+const INTERNAL_MESSAGE = 'internal error: the gateway logged it under the request id';
+
+/** Sends the error body shape of every gateway error response. */
+export function sendError(res: Response, code: ErrorCode, message: string, issues: readonly Issue[] = []): void {
+  const status = new DomicileError(code, message).status;
+  res.status(status).type('application/json').json({ error: { code, message, issues } });
+}
+
+interface BodyParserError {
+  type: string;
+  status: number;
+}
+
+/** Errors of Express' body parsers carry a `type` such as `entity.too.large`, and the raw body, which is never echoed. */
+function isBodyParserError(error: unknown): error is BodyParserError {
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    'type' in error &&
+    typeof error.type === 'string' &&
+    'status' in error &&
+    typeof error.status === 'number'
+  );
+}
+
+function bodyParserResponse(error: BodyParserError): { code: ErrorCode; message: string } {
+  switch (error.type) {
+    case 'entity.parse.failed':
+      return { code: 'invalid_request', message: 'request body is not valid JSON' };
+    case 'entity.too.large':
+      return { code: 'payload_too_large', message: 'request body is larger than the limit of the gateway' };
+    case 'encoding.unsupported':
+    case 'charset.unsupported':
+      return { code: 'unsupported_media_type', message: 'request body must be JSON in UTF-8' };
+    default:
+      return { code: 'invalid_request', message: 'request body could not be read' };
+  }
+}
+
+/**
+ * Turns every error into a JSON error body. DomicileError keeps its code,
+ * message and issues, which name paths and never values; anything else
+ * becomes a 500 with a fixed message.
+ */
+export function createErrorHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, _req, res, next) => {
+    if (res.headersSent) {
+      next(error);
+      return;
+    }
+    handleError(logger, error, res);
+  };
+}
+
+function handleError(logger: Logger, error: unknown, res: Response): void {
+  if (error instanceof DomicileError) {
+    // Only the code and message: the cause may be a Postgres error whose
+    // detail quotes a value.
+    if (error.status >= 500) {
+      logger.error({ requestId: requestIdOf(res), errorCode: error.code, errorMessage: error.message }, 'request failed');
+    }
+    sendError(res, error.code, error.message, error.issues);
+    return;
+  }
+  if (isBodyParserError(error) && error.status < 500) {
+    const { code, message } = bodyParserResponse(error);
+    sendError(res, code, message);
+    return;
+  }
+
+  // The error object is logged without its message, because a library error
+  // (a Postgres error, a parser error) may quote a value.
+  logger.error({ requestId: requestIdOf(res), errorName: error instanceof Error ? error.name : typeof error, errorCode: codeOf(error) }, 'request failed');
+  sendError(res, 'internal', INTERNAL_MESSAGE);
+}
+
+function codeOf(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string') {
+    return error.code;
+  }
+  return undefined;
+}
+
+export const notFoundHandler: RequestHandler = (_req, res) => {
+  sendError(res, 'not_found', 'no route matches this method and path');
+};

@@ -1,0 +1,141 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { DomicileError } from '../policy/errors.ts';
+import type { EgressForm, Policy } from '../policy/schema.ts';
+import type { RecordView } from '../store/types.ts';
+import { deterministicToken } from '../tokenizer/deterministic.ts';
+import { applyForm } from '../tokenizer/form.ts';
+import { projectRecord, serializePartialCopy } from './project.ts';
+import { testKeyring, testPolicy } from './testing/fixtures.ts';
+
+const keyring = testKeyring();
+
+function customerView(values: RecordView['values']): RecordView {
+  return {
+    subjectToken: 'sub_aaaaaaaaaaaaaaaaaaaaaaaaaa',
+    recordType: 'customer',
+    version: 4,
+    policyVersion: 3,
+    updatedAt: '2026-03-01T10:00:00.000Z',
+    values,
+  };
+}
+
+const fullCustomer = customerView({
+  name: 'Erika Mustermann',
+  email: 'erika@example.de',
+  phone: '+4915112345678',
+  nickname: 'Rikki',
+  birthDate: '1984-08-12',
+  postalCode: '10115',
+  country: 'DE',
+  vip: true,
+});
+
+describe('projectRecord', () => {
+  test('copies the record metadata', () => {
+    const copy = projectRecord(testPolicy(), 'aws', fullCustomer, keyring);
+
+    assert.equal(copy.subjectToken, fullCustomer.subjectToken);
+    assert.equal(copy.recordType, 'customer');
+    assert.equal(copy.version, 4);
+    assert.equal(copy.policyVersion, 3);
+    assert.equal(copy.updatedAt, '2026-03-01T10:00:00.000Z');
+  });
+
+  test('sends only the projected fields', () => {
+    const copy = projectRecord(testPolicy(), 'aws', fullCustomer, keyring);
+
+    assert.deepEqual(Object.keys(copy.fields).sort(), ['birthDate', 'country', 'email', 'nickname', 'postalCode', 'vip']);
+    assert.equal('name' in copy.fields, false);
+    assert.equal('phone' in copy.fields, false);
+  });
+
+  test('turns each field into its form', () => {
+    const policy = testPolicy();
+    const fields = policy.recordTypes.customer?.fields;
+    assert.ok(fields?.birthDate && fields.postalCode && fields.nickname);
+    const copy = projectRecord(policy, 'aws', fullCustomer, keyring);
+
+    assert.equal(copy.fields.email, deterministicToken(keyring, 'customer.email', 'erika@example.de'));
+    assert.match(String(copy.fields.email), /^det_v1_[a-z2-7]{32}$/);
+    assert.equal(copy.fields.nickname, 'Ri***');
+    assert.equal(String(copy.fields.birthDate), '1984');
+    assert.equal(copy.fields.postalCode, applyForm(fields.postalCode, 'generalize', '10115', { keyring, namespace: 'customer.postalCode' }));
+    assert.notEqual(copy.fields.postalCode, '10115');
+    assert.equal(copy.fields.country, 'DE');
+    assert.equal(copy.fields.vip, true);
+  });
+
+  test('applies a form stronger than the rule', () => {
+    const copy = projectRecord(testPolicy(), 'analytics', fullCustomer, keyring);
+
+    assert.deepEqual(Object.keys(copy.fields), ['country']);
+    assert.equal(copy.fields.country, deterministicToken(keyring, 'customer.country', 'DE'));
+  });
+
+  test('leaves out fields without a value', () => {
+    const copy = projectRecord(testPolicy(), 'aws', customerView({ name: 'Max Muster', email: 'max@example.de' }), keyring);
+
+    assert.deepEqual(Object.keys(copy.fields), ['email']);
+  });
+
+  test('serialized copy contains no withheld value', () => {
+    const body = serializePartialCopy(projectRecord(testPolicy(), 'aws', fullCustomer, keyring)).toString('utf8');
+
+    for (const withheld of ['Erika', 'Mustermann', 'erika@example.de', '+4915112345678', '1984-08-12', 'Rikki', '10115']) {
+      assert.equal(body.includes(withheld), false, `body must not contain ${withheld}`);
+    }
+    assert.ok(body.endsWith('\n'));
+    assert.deepEqual(Object.keys(JSON.parse(body) as object), ['subjectToken', 'recordType', 'version', 'policyVersion', 'updatedAt', 'fields']);
+  });
+
+  test('rejects a form weaker than the rule', () => {
+    // parsePolicy rejects these; the projection checks again in case a policy object was built or changed in memory.
+    const weaker: Array<[string, EgressForm]> = [
+      ['email', 'clear'],
+      ['email', 'mask'],
+      ['name', 'token'],
+      ['name', 'never'],
+      ['birthDate', 'clear'],
+    ];
+    for (const [field, form] of weaker) {
+      const policy: Policy = structuredClone(testPolicy());
+      const projection = policy.destinations.aws?.records.customer;
+      assert.ok(projection);
+      projection[field] = form;
+
+      assert.throws(
+        () => projectRecord(policy, 'aws', fullCustomer, keyring),
+        (error: unknown) => error instanceof DomicileError && error.code === 'internal' && error.message.includes(`$.destinations.aws.records.customer.${field}`),
+        `${field} as ${form}`,
+      );
+    }
+  });
+
+  test('rejects an undeclared field', () => {
+    const policy: Policy = structuredClone(testPolicy());
+    const projection = policy.destinations.aws?.records.customer;
+    assert.ok(projection);
+    projection.shoeSize = 'clear';
+
+    assert.throws(() => projectRecord(policy, 'aws', fullCustomer, keyring), DomicileError);
+  });
+
+  test('rejects unknown destination or record type', () => {
+    assert.throws(() => projectRecord(testPolicy(), 'nowhere', fullCustomer, keyring), DomicileError);
+    assert.throws(() => projectRecord(testPolicy(), 'aws', { ...fullCustomer, recordType: 'ticket', values: { subject: 'x' } }, keyring), DomicileError);
+  });
+
+  test('error messages contain no value', () => {
+    const policy: Policy = structuredClone(testPolicy());
+    const projection = policy.destinations.aws?.records.customer;
+    assert.ok(projection);
+    projection.email = 'clear';
+
+    assert.throws(
+      () => projectRecord(policy, 'aws', fullCustomer, keyring),
+      (error: unknown) => error instanceof Error && !error.message.includes('erika'),
+    );
+  });
+});

@@ -1,0 +1,57 @@
+import { randomBytes } from 'node:crypto';
+import { parsePolicy } from '../../policy/load.ts';
+import type { Policy } from '../../policy/schema.ts';
+import { Keyring } from '../../tokenizer/keyring.ts';
+
+/**
+ * A policy for replication tests: `customer` has a field for every egress
+ * rule, and the folder destination `aws` receives some of them. Callers add
+ * destinations with `withDestinations`.
+ */
+export function testPolicyDocument(): { [key: string]: unknown } {
+  return {
+    version: 3,
+    defaultRegion: 'DE',
+    purposes: ['signup', 'support'],
+    recordTypes: {
+      customer: {
+        fields: {
+          name: { type: 'string', class: 'direct', egress: 'never', required: true },
+          email: { type: 'email', class: 'direct', egress: 'token', required: true, searchable: true },
+          phone: { type: 'phone', class: 'direct', egress: 'never', mask: { keep: 'last', count: 2 } },
+          nickname: { type: 'string', class: 'direct', egress: 'mask', mask: { keep: 'first', count: 2, maskChar: '*' } },
+          birthDate: { type: 'date', class: 'quasi', egress: 'generalize', generalize: { date: 'year' } },
+          postalCode: { type: 'postalCode', class: 'quasi', egress: 'generalize', generalize: { prefix: 2 } },
+          country: { type: 'country', class: 'public', egress: 'clear' },
+          vip: { type: 'boolean', class: 'public', egress: 'clear' },
+        },
+      },
+      ticket: {
+        fields: {
+          subject: { type: 'string', class: 'sensitive', egress: 'never', required: true },
+        },
+      },
+    },
+    destinations: {
+      aws: {
+        target: { kind: 'folder', path: 'outbound' },
+        records: {
+          customer: { email: 'token', nickname: 'mask', birthDate: 'generalize', postalCode: 'generalize', country: 'clear', vip: 'clear' },
+        },
+      },
+      analytics: {
+        target: { kind: 'folder', path: 'analytics' },
+        // A stronger form than the rule is allowed: country leaves as a token here.
+        records: { customer: { country: 'token' } },
+      },
+    },
+  };
+}
+
+export function testPolicy(): Policy {
+  return parsePolicy(testPolicyDocument());
+}
+
+export function testKeyring(): Keyring {
+  return new Keyring(new Map([[1, randomBytes(32)]]), 1);
+}

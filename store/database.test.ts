@@ -1,0 +1,140 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { DomicileError } from '../policy/errors.ts';
+import { openDatabase, withTransaction } from './database.ts';
+import { listMigrations, migrate } from './migrate.ts';
+import { silentLogger, testDatabases, type OpenedTestDatabase } from './testing.ts';
+
+const logger = silentLogger();
+
+describe('embedded database lock', () => {
+  let dataDir: string;
+
+  before(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'domicile-lock-'));
+  });
+  after(async () => {
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  test('lock file stops a second opener', async () => {
+    const first = await openDatabase({ dataDir, logger });
+    try {
+      assert.equal((await readFile(join(dataDir, 'pglite.lock'), 'utf8')).trim(), String(process.pid));
+      await assert.rejects(openDatabase({ dataDir, logger }), (error: unknown) => {
+        assert.ok(error instanceof DomicileError);
+        assert.equal(error.code, 'unavailable');
+        assert.match(error.message, /locked by process \d+/);
+        return true;
+      });
+    } finally {
+      await first.close();
+    }
+    await assert.rejects(readFile(join(dataDir, 'pglite.lock')), { code: 'ENOENT' });
+  });
+
+  test('stale lock of a dead process is taken over', async () => {
+    // Above the Linux maximum pid (2^22), so no process can have it.
+    await writeFile(join(dataDir, 'pglite.lock'), '99999999\n');
+    const db = await openDatabase({ dataDir, logger });
+    try {
+      assert.equal((await readFile(join(dataDir, 'pglite.lock'), 'utf8')).trim(), String(process.pid));
+      const result = await db.pool.query<{ answer: number }>('SELECT 42 AS answer');
+      assert.equal(result.rows[0]?.answer, 42);
+    } finally {
+      await db.close();
+    }
+  });
+
+  test('data survives close and reopen', async () => {
+    const first = await openDatabase({ dataDir, logger });
+    await first.pool.query('CREATE TABLE IF NOT EXISTS kept (n integer)');
+    await first.pool.query('INSERT INTO kept VALUES (7)');
+    await first.close();
+
+    const second = await openDatabase({ dataDir, logger });
+    try {
+      const result = await second.pool.query<{ n: number }>('SELECT n FROM kept');
+      assert.deepEqual(result.rows, [{ n: 7 }]);
+    } finally {
+      await second.close();
+    }
+  });
+});
+
+for (const database of testDatabases()) {
+  describe(`database on ${database.name}`, () => {
+    let db: OpenedTestDatabase;
+
+    before(async () => {
+      db = await database.open({ migrate: false });
+    });
+    after(async () => {
+      await db.close();
+    });
+
+    test('migrate applies every migration once', async () => {
+      const all = listMigrations().map((migration) => migration.version);
+      assert.deepEqual(await migrate(db, logger), all);
+      assert.deepEqual(await migrate(db, logger), []);
+      const applied = await db.pool.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
+      assert.deepEqual(applied.rows.map((row) => row.version), all);
+    });
+
+    test('transaction rolls back when the function throws', async () => {
+      await db.pool.query('CREATE TABLE IF NOT EXISTS rollback_probe (n integer)');
+      await assert.rejects(
+        withTransaction(db, async (client) => {
+          await client.query('INSERT INTO rollback_probe VALUES (1)');
+          throw new Error('planned failure');
+        }),
+        /planned failure/,
+      );
+      const result = await db.pool.query('SELECT 1 FROM rollback_probe');
+      assert.equal(result.rowCount, 0);
+    });
+
+    test('concurrent transactions do not interleave', async () => {
+      await db.pool.query('CREATE TABLE IF NOT EXISTS counter (n integer)');
+      await db.pool.query('INSERT INTO counter VALUES (0)');
+      await Promise.all(
+        Array.from({ length: 8 }, () =>
+          withTransaction(db, async (client) => {
+            const current = await client.query<{ n: number }>('SELECT n FROM counter FOR UPDATE');
+            await client.query('UPDATE counter SET n = $1', [(current.rows[0]?.n ?? 0) + 1]);
+          }),
+        ),
+      );
+      const result = await db.pool.query<{ n: number }>('SELECT n FROM counter');
+      assert.equal(result.rows[0]?.n, 8);
+    });
+  });
+}
+
+const databaseUrl = process.env['DATABASE_URL'];
+if (databaseUrl !== undefined && databaseUrl !== '') {
+  describe('migrations on real Postgres', () => {
+    test('two processes migrating at once both succeed', async () => {
+      const [postgres] = testDatabases().filter((database) => database.name === 'postgres');
+      assert.ok(postgres !== undefined);
+      const target = await postgres.open({ migrate: false });
+      const second = await openDatabase({ databaseUrl: databaseUrlOf(target), dataDir: target.dataDir, logger });
+      try {
+        const [a, b] = await Promise.all([migrate(target, logger), migrate(second, logger)]);
+        assert.deepEqual([...a, ...b].sort(), listMigrations().map((migration) => migration.version));
+      } finally {
+        await second.close();
+        await target.close();
+      }
+    });
+  });
+}
+
+/** Reads the connection string of a test database from its pool settings. */
+function databaseUrlOf(db: OpenedTestDatabase): string {
+  const options = (db.pool as unknown as { options: { connectionString: string } }).options;
+  return options.connectionString;
+}

@@ -1,0 +1,177 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { DomicileError } from '../policy/errors.ts';
+import { acquireLockFile, type LockFile } from './lock-file.ts';
+
+export interface Database {
+  pool: pg.Pool;
+  kind: 'postgres' | 'pglite';
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions {
+  /** Connection string of a real Postgres. Without it, the embedded PGlite is used. */
+  databaseUrl?: string;
+  /** Data folder. PGlite keeps its files in `<dataDir>/pgdata`. */
+  dataDir: string;
+  logger: Logger;
+  /** Pool size on real Postgres (default 10). PGlite always uses one connection. */
+  poolMax?: number;
+}
+
+/**
+ * pglite-socket runs every connection in ONE Postgres session and lets only
+ * one transaction run at a time, so a second pooled connection would see the
+ * first one's open transaction as its own. One pooled connection makes every
+ * caller wait for the pool instead. The socket server accepts a few more than
+ * one so that a replacement connection is not rejected while the server is
+ * still tearing down the old one.
+ */
+const PGLITE_POOL_MAX = 1;
+const PGLITE_SOCKET_MAX_CONNECTIONS = 4;
+
+/** Opens the database: real Postgres when `databaseUrl` is given, else PGlite in the data folder. */
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  if (options.databaseUrl !== undefined && options.databaseUrl !== '') {
+    return openPostgres(options.databaseUrl, options);
+  }
+  return openPglite(options);
+}
+
+async function openPostgres(databaseUrl: string, options: OpenDatabaseOptions): Promise<Database> {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: options.poolMax ?? 10,
+    application_name: 'domicile',
+  });
+  watchPool(pool, options.logger);
+
+  try {
+    const client = await pool.connect();
+    client.release();
+  } catch (cause) {
+    await pool.end();
+    throw new DomicileError('unavailable', 'cannot connect to Postgres at the configured database URL', { cause });
+  }
+
+  options.logger.info({ event: 'database.opened', kind: 'postgres' }, 'connected to Postgres');
+  return {
+    pool,
+    kind: 'postgres',
+    close: async () => {
+      await pool.end();
+      options.logger.info({ event: 'database.closed', kind: 'postgres' }, 'closed the Postgres pool');
+    },
+  };
+}
+
+async function openPglite(options: OpenDatabaseOptions): Promise<Database> {
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+  const lock = acquireLockFile(join(options.dataDir, 'pglite.lock'));
+
+  let pglite: PGlite | undefined;
+  let server: PGLiteSocketServer | undefined;
+  try {
+    // NOTE: PGlite 0.5 runs with fsync=off, and its Node file system has no
+    // fsync either. A commit is written to the WAL before it is acknowledged,
+    // so it survives a killed process, but not a power loss or an OS crash.
+    pglite = await PGlite.create({ dataDir: join(options.dataDir, 'pgdata') });
+    server = new PGLiteSocketServer({
+      db: pglite,
+      host: '127.0.0.1',
+      port: 0,
+      maxConnections: PGLITE_SOCKET_MAX_CONNECTIONS,
+    });
+    await server.start();
+  } catch (cause) {
+    await server?.stop().catch(() => undefined);
+    await pglite?.close().catch(() => undefined);
+    lock.release();
+    throw new DomicileError('unavailable', `cannot open the embedded database in ${options.dataDir}`, { cause });
+  }
+
+  const port = Number(server.getServerConn().split(':').pop());
+  const pool = new pg.Pool({
+    host: '127.0.0.1',
+    port,
+    user: 'postgres',
+    database: 'postgres',
+    max: PGLITE_POOL_MAX,
+    // Reconnecting costs little, but an idle timeout would only churn the one connection.
+    idleTimeoutMillis: 0,
+  });
+  watchPool(pool, options.logger);
+
+  options.logger.info({ event: 'database.opened', kind: 'pglite' }, 'opened the embedded database (PGlite)');
+  return {
+    pool,
+    kind: 'pglite',
+    close: closeOnce(() => closePglite(pool, server, pglite, lock, options.logger)),
+  };
+}
+
+async function closePglite(
+  pool: pg.Pool,
+  server: PGLiteSocketServer,
+  pglite: PGlite,
+  lock: LockFile,
+  logger: Logger,
+): Promise<void> {
+  try {
+    await pool.end();
+    await server.stop();
+    // close() shuts Postgres down cleanly, which writes a checkpoint to the data folder.
+    await pglite.close();
+  } finally {
+    lock.release();
+  }
+  logger.info({ event: 'database.closed', kind: 'pglite' }, 'closed the embedded database');
+}
+
+function closeOnce(close: () => Promise<void>): () => Promise<void> {
+  let closing: Promise<void> | undefined;
+  return () => {
+    closing ??= close();
+    return closing;
+  };
+}
+
+/** Logs errors of idle clients (server restart, network), which would crash the process without a listener. */
+function watchPool(pool: pg.Pool, logger: Logger): void {
+  pool.on('error', (error: Error & { code?: string }) => {
+    logger.error({ event: 'database.idle_client_error', code: error.code ?? 'unknown' }, 'an idle database connection failed');
+  });
+}
+
+/**
+ * Runs `fn` in one transaction on one pooled client: COMMIT when it resolves,
+ * ROLLBACK when it throws. Inside `fn`, use only `client`: against PGlite the
+ * pool has one connection, so a query on `db.pool` would wait forever.
+ */
+export async function withTransaction<T>(db: Database, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await db.pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollbackError) {
+      // A client that cannot roll back must not go back to the pool.
+      broken = rollbackError as Error;
+    }
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** Anything that runs a query: the pool or a client inside a transaction. */
+export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;

@@ -1,0 +1,106 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import pino, { type Logger } from 'pino';
+import type { Policy } from '../policy/schema.ts';
+import type { Keyring } from '../tokenizer/keyring.ts';
+import { openLocalKeyFile, type LocalKeyProvider } from '../tokenizer/keys/local-file.ts';
+import { openDatabase, type Database } from './database.ts';
+import { loadKeyring } from './keyring-store.ts';
+import { migrate } from './migrate.ts';
+import { createVault, type Vault } from './vault.ts';
+
+/**
+ * Helpers for tests that need a database. Each `open()` gives a fresh, empty
+ * database: PGlite in a new temporary folder, or a new database on the real
+ * Postgres of `DATABASE_URL`. `close()` removes it again.
+ */
+export interface TestDatabase {
+  name: 'pglite' | 'postgres';
+  open(options?: { migrate?: boolean }): Promise<OpenedTestDatabase>;
+}
+
+export interface OpenedTestDatabase extends Database {
+  /** Temporary folder of this database, for key files and other test files; removed on close. */
+  dataDir: string;
+}
+
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}
+
+/** PGlite always; real Postgres too when `DATABASE_URL` is set. */
+export function testDatabases(): TestDatabase[] {
+  const databases: TestDatabase[] = [{ name: 'pglite', open: (options) => openTestPglite(options?.migrate ?? true) }];
+  const url = process.env['DATABASE_URL'];
+  if (url !== undefined && url !== '') {
+    databases.push({ name: 'postgres', open: (options) => openTestPostgres(url, options?.migrate ?? true) });
+  }
+  return databases;
+}
+
+async function openTestPglite(runMigrations: boolean): Promise<OpenedTestDatabase> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'domicile-test-'));
+  const logger = silentLogger();
+  const db = await openDatabase({ dataDir, logger });
+  if (runMigrations) {
+    await migrate(db, logger);
+  }
+  return {
+    ...db,
+    dataDir,
+    close: async () => {
+      await db.close();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function openTestPostgres(adminUrl: string, runMigrations: boolean): Promise<OpenedTestDatabase> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'domicile-test-'));
+  const name = `domicile_test_${randomBytes(6).toString('hex')}`;
+  await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
+
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const logger = silentLogger();
+  const db = await openDatabase({ databaseUrl: url.toString(), dataDir, logger, poolMax: 5 });
+  if (runMigrations) {
+    await migrate(db, logger);
+  }
+  return {
+    ...db,
+    dataDir,
+    close: async () => {
+      await db.close();
+      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function adminQuery(url: string, sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface TestVault {
+  vault: Vault;
+  keys: LocalKeyProvider;
+  keyring: Keyring;
+}
+
+/** Opens a local key file in the database's temporary folder, loads the keyring and builds a vault. */
+export async function createTestVault(db: OpenedTestDatabase, policy: Policy): Promise<TestVault> {
+  const keys = await openLocalKeyFile(join(db.dataDir, 'keys', 'kek.json'));
+  const keyring = await loadKeyring(db, keys);
+  const vault = createVault({ db, policy, keys, keyring, logger: silentLogger() });
+  return { vault, keys, keyring };
+}

@@ -1,0 +1,79 @@
+import { DomicileError, type EgressForm, type FieldPolicy } from '../policy/index.ts';
+import { deterministicToken } from './deterministic.ts';
+import { formatPreservingToken } from './format-preserving.ts';
+import { generalizeValue } from './generalize.ts';
+import type { Keyring } from './keyring.ts';
+import { maskValue } from './mask.ts';
+import type { NormalizedValue } from './normalize.ts';
+
+export interface FormContext {
+  keyring: Keyring;
+  /** Token namespace of the field, from `fieldNamespace`. */
+  namespace: string;
+  /**
+   * Returns the random token of a value. Random tokens need the store's mapping
+   * table, so the store passes this; without it a random-token field throws.
+   */
+  randomToken?: (namespace: string, normalized: string) => string;
+  /** Reference time of age bands; defaults to the current time. */
+  now?: Date;
+}
+
+/** Token namespace of a field: `field.token.namespace` if set, else `<recordType>.<field>`. */
+export function fieldNamespace(recordType: string, fieldName: string, field: FieldPolicy): string {
+  return field.token?.namespace ?? `${recordType}.${fieldName}`;
+}
+
+/** Text that tokens and masks are computed over; numbers use their shortest JavaScript form. */
+function asText(normalized: NormalizedValue): string {
+  return typeof normalized === 'string' ? normalized : String(normalized);
+}
+
+function tokenize(field: FieldPolicy, normalized: NormalizedValue, context: FormContext): string {
+  const kind = field.token?.kind ?? 'deterministic';
+  const text = asText(normalized);
+  switch (kind) {
+    case 'deterministic':
+      return deterministicToken(context.keyring, context.namespace, text);
+    case 'format-preserving':
+      return formatPreservingToken(context.keyring, context.namespace, field.type, text);
+    case 'random':
+      if (context.randomToken === undefined) {
+        throw new DomicileError('internal', 'random tokens need the store: no randomToken callback was given');
+      }
+      return context.randomToken(context.namespace, text);
+  }
+}
+
+/**
+ * Turns an in-country normalized value into `form`, the form it may take
+ * abroad: `never` gives undefined (the field is left out), `clear` the value,
+ * `token` a token of `field.token.kind`, `mask` and `generalize` apply the
+ * field's rule. The caller chooses the form and must check it against the
+ * field's egress rule (`isAtLeastAsStrong` of policy/); this function does not.
+ */
+export function applyForm(
+  field: FieldPolicy,
+  form: EgressForm,
+  normalized: NormalizedValue,
+  context: FormContext,
+): NormalizedValue | undefined {
+  switch (form) {
+    case 'never':
+      return undefined;
+    case 'clear':
+      return normalized;
+    case 'token':
+      return tokenize(field, normalized, context);
+    case 'mask':
+      if (field.mask === undefined) {
+        throw new DomicileError('invalid_policy', 'field has no mask rule');
+      }
+      return maskValue(asText(normalized), field.mask);
+    case 'generalize':
+      if (field.generalize === undefined) {
+        throw new DomicileError('invalid_policy', 'field has no generalize rule');
+      }
+      return generalizeValue(field.type, normalized, field.generalize, context.now);
+  }
+}

@@ -1,0 +1,13 @@
+export { blindIndex } from './blind-index.ts';
+export { DETERMINISTIC_PREFIX, RANDOM_PREFIX, deterministicToken, hmacSha256, parseToken, type ParsedToken } from './deterministic.ts';
+export { decryptValue, encryptValue } from './envelope.ts';
+export { applyForm, fieldNamespace, type FormContext } from './form.ts';
+export { formatPreservingDetokenize, formatPreservingToken } from './format-preserving.ts';
+export { DEFAULT_ALPHABET, FF1, MIN_DOMAIN_SIZE } from './ff1.ts';
+export { generalizeValue } from './generalize.ts';
+export { Keyring, generateTokenizationSecret, type KeyPurpose } from './keyring.ts';
+export { maskValue, type MaskRule } from './mask.ts';
+export { normalizeValue, type NormalizeOptions, type NormalizedValue } from './normalize.ts';
+export { generateRandomToken } from './random.ts';
+export type { EncryptionContext, KeyProvider, WrappedKey } from './keys/provider.ts';
+export { LocalKeyProvider, canonicalContext, openLocalKeyFile } from './keys/local-file.ts';
