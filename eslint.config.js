@@ -15,6 +15,9 @@ const recommendedCoreRules = Object.fromEntries(
     .map(([name]) => [name, 'error']),
 );
 
+// Scripts that run in the browser: the widgets and the example app's pages.
+const BROWSER_SCRIPTS = ['gateway/widgets/static/**/*.js', 'examples/*/public/**/*.js'];
+
 // Globals of the Node.js process that runs ESLint, used for plain JavaScript
 // files (TypeScript files leave undefined names to the compiler).
 const nodeGlobals = Object.fromEntries(
@@ -39,15 +42,15 @@ export default defineConfig(
   tseslint.configs.recommended,
   {
     files: ['**/*.{js,mjs,cjs}'],
+    ignores: BROWSER_SCRIPTS,
     languageOptions: {
       globals: nodeGlobals,
     },
   },
   {
-    // Scripts that run in the browser: widgets and the example app's pages.
-    files: ['gateway/widgets/static/**/*.js', 'examples/*/public/**/*.js'],
+    files: BROWSER_SCRIPTS,
     languageOptions: {
-      globals: { ...nodeGlobals, ...browserGlobals },
+      globals: browserGlobals,
     },
   },
   {

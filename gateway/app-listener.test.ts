@@ -155,7 +155,6 @@ describe('app listener', () => {
     assert.deepEqual(Object.keys(entry).filter((key) => !['level', 'time', 'pid', 'hostname', 'msg'].includes(key)).sort(), [
       'aborted',
       'latencyMs',
-      'listener',
       'method',
       'route',
       'status',

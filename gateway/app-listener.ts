@@ -10,9 +10,9 @@ export interface AppListenerOptions {
   upstream: string;
   logger: Logger;
   /**
-   * Keep the X-Forwarded-* headers that clients send and append to them. Only
-   * safe behind a load balancer that sets them; by default the app listener is
-   * the edge, so it replaces them and the upstream can trust what it receives.
+   * Keep the X-Forwarded-* headers that clients send and append to them. This
+   * is only safe behind a load balancer that sets them. By default the app
+   * listener is the edge, so it replaces them and the upstream can trust them.
    */
   trustForwardedHeaders?: boolean;
   /** Maximum idle keep-alive sockets to the upstream. */
@@ -34,7 +34,7 @@ const UPSTREAM_DOWN_BODY = JSON.stringify({
  */
 export function createAppListener(options: AppListenerOptions): http.Server {
   const upstream = new URL(options.upstream);
-  const logger = options.logger.child({ listener: 'app' });
+  const logger = options.logger;
   const agentOptions = { keepAlive: true, maxFreeSockets: options.maxFreeSockets ?? 256 };
   const agent = upstream.protocol === 'https:' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
 
@@ -49,6 +49,10 @@ export function createAppListener(options: AppListenerOptions): http.Server {
     ejectPlugins: true,
     plugins: [upstreamErrorPlugin(logger)],
   });
+
+  // Upgraded sockets leave the server's connection tracking, so without this
+  // set `closeAllConnections()` would leave open WebSockets holding `close()` back.
+  const upgradedSockets = new Set<Duplex>();
 
   const server = http.createServer((req, res) => {
     const started = process.hrtime.bigint();
@@ -66,15 +70,12 @@ export function createAppListener(options: AppListenerOptions): http.Server {
     if (options.trustForwardedHeaders !== true) {
       dropForwardedHeaders(req);
     }
-    logger.info({ method: req.method, route: routeGroup(req.url), status: 101 }, 'websocket upgrade');
+    logger.info({ method: req.method, route: routeGroup(req.url) }, 'websocket upgrade requested');
     upgradedSockets.add(socket);
     socket.once('close', () => upgradedSockets.delete(socket));
     proxy.upgrade(req, socket as Socket, head);
   });
 
-  // Upgraded sockets leave the server's connection tracking, so without this
-  // `closeAllConnections()` would leave open WebSockets holding `close()` back.
-  const upgradedSockets = new Set<Duplex>();
   const closeHttpConnections = server.closeAllConnections.bind(server);
   server.closeAllConnections = () => {
     closeHttpConnections();
@@ -162,7 +163,7 @@ function logRequest(logger: Logger, req: http.IncomingMessage, res: http.ServerR
 
 /**
  * Reduces a URL to its first path segment (`/api/users/42?q=x` → `/api/*`).
- * The proxy knows no route templates, and the rest of a path or its query may
+ * The proxy has no route templates, and the rest of a path or its query may
  * carry personal data, so only a short plain first segment is logged.
  */
 export function routeGroup(url: string | undefined): string {

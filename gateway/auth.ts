@@ -14,9 +14,9 @@ export function bearerToken(header: string | undefined): string | undefined {
 }
 
 /**
- * Verifies the API credential of the request and keeps it in `res.locals`.
- * Every failure gives the same 401, so the response tells no caller whether
- * a credential exists, was revoked or was mistyped.
+ * Verifies the API credential of the request and stores it in `res.locals`.
+ * Every failure gives the same 401, so no caller can learn from the response
+ * whether a credential exists, was revoked or was mistyped.
  */
 export function authenticate(db: Database): RequestHandler {
   return async (req, res, next) => {
@@ -50,7 +50,7 @@ export function requireScope(credential: Credential, operation: CredentialOperat
   }
 }
 
-/** The actor that the store audits for a credential. */
+/** Returns the actor that the store audits for a credential. */
 export function actorOf(credential: Credential): Actor {
   return { id: `credential:${credential.id}`, location: credential.location };
 }

@@ -134,6 +134,14 @@ for (const database of testDatabases()) {
       assert.equal(noValues.status, 400);
       assert.equal(noValues.body.error.issues[0].path, '$.values');
 
+      const extra = await request(app)
+        .post('/api/v1/records')
+        .set('Authorization', `Bearer ${secrets.inCountry}`)
+        .send({ recordType: 'customer', values: person, purpose: 'signup', note: 1, [person.email]: 1 });
+      assert.equal(extra.status, 400);
+      assert.deepEqual(extra.body.error.issues.map((issue: { path: string }) => issue.path).sort(), ['$', '$.note']);
+      assert.deepEqual(leakedCanaries(extra.text), []);
+
       const unknownType = await request(app).post('/api/v1/records').set('Authorization', `Bearer ${secrets.inCountry}`).send({ recordType: 'pet', values: {}, purpose: 'signup' });
       assert.equal(unknownType.status, 400);
       assert.equal(unknownType.body.error.issues[0].path, '$.recordType');

@@ -2,7 +2,11 @@ import { randomUUID } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 
-/** Request ids come from the gateway, never from the client, so a log line cannot be forged into another request's. */
+/**
+ * Returns the id that `requestLogger` gave the request. Ids come from the
+ * gateway, never from the client, so no client can make its log lines pass
+ * for another request's.
+ */
 export function requestIdOf(res: Response): string {
   const id: unknown = res.locals['requestId'];
   return typeof id === 'string' ? id : 'unknown';

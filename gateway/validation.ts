@@ -2,23 +2,39 @@ import type { RequestHandler } from 'express';
 import type { z } from 'zod';
 import { DomicileError, jsonPath, type Issue, type Policy } from '../policy/index.ts';
 
-/** Maximum size of a JSON request body. Records of the policy are far smaller; larger bodies are rejected with 413. */
+/** Maximum size of a JSON request body. Larger bodies are rejected with 413. */
 export const BODY_LIMIT = '64kb';
 
+/** Field names that may appear in an error message: identifiers cannot hold an email address or a phone number. */
+const PLAIN_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+
 /**
- * Parses `input` with a zod schema or throws `invalid_request` with one issue
- * per problem. Paths start at `root` (`$` for the body, `query`, `params`);
- * zod's messages name the expected type, never the received value.
+ * Turns zod issues into issues whose paths start at `root` (`$` for the body,
+ * `query`, `header.<name>`). Zod's messages name the expected type or length,
+ * not the received value. The one exception, unknown keys, gets its own
+ * message, and a key is named only when it is a plain identifier.
  */
+function toIssues(error: z.ZodError, root: string): Issue[] {
+  const at = (path: readonly PropertyKey[]): string => (root === '$' ? jsonPath(path) : `${root}${jsonPath(path).slice(1)}`);
+  return error.issues.flatMap((issue): Issue[] => {
+    if (issue.code !== 'unrecognized_keys') {
+      return [{ path: at(issue.path), message: issue.message }];
+    }
+    return issue.keys.map((key) =>
+      PLAIN_NAME.test(key)
+        ? { path: at([...issue.path, key]), message: 'is not a known field' }
+        : { path: at(issue.path), message: 'contains a field name that is not known' },
+    );
+  });
+}
+
+/** Parses `input` with a zod schema or throws `invalid_request` with one issue per problem. */
 export function parseInput<T extends z.ZodType>(schema: T, input: unknown, root: string): z.output<T> {
   const result = schema.safeParse(input);
   if (result.success) {
     return result.data;
   }
-  const issues: Issue[] = result.error.issues.map((issue) => ({
-    path: root === '$' ? jsonPath(issue.path) : `${root}${jsonPath(issue.path).slice(1)}`,
-    message: issue.message,
-  }));
+  const issues = toIssues(result.error, root);
   const summary = issues.map((issue) => `${issue.path} ${issue.message}`).join('; ');
   throw new DomicileError('invalid_request', `invalid request: ${summary}`, { issues });
 }

@@ -9,7 +9,7 @@ interface TokenizationKeyRow {
 }
 
 /** Encryption context of a wrapped tokenization secret. Stored wraps depend on it: never change it. */
-function secretContext(version: number): EncryptionContext {
+export function tokenizationSecretContext(version: number): EncryptionContext {
   return { purpose: 'tokenization-secret', version: String(version) };
 }
 
@@ -53,7 +53,7 @@ async function selectKeys(queryable: Queryable): Promise<TokenizationKeyRow[]> {
 async function insertSecret(queryable: Queryable, keys: KeyProvider, version: number): Promise<boolean> {
   const secret = generateTokenizationSecret();
   try {
-    const wrapped = await keys.wrap(secret, secretContext(version));
+    const wrapped = await keys.wrap(secret, tokenizationSecretContext(version));
     const result = await queryable.query(
       `INSERT INTO tokenization_keys (version, kek_version, wrapped) VALUES ($1, $2, $3)
        ON CONFLICT (version) DO NOTHING`,
@@ -68,7 +68,7 @@ async function insertSecret(queryable: Queryable, keys: KeyProvider, version: nu
 async function unwrapAll(rows: readonly TokenizationKeyRow[], keys: KeyProvider): Promise<Keyring> {
   const secrets = new Map<number, Buffer>();
   for (const row of rows) {
-    const secret = await keys.unwrap({ kekVersion: row.kek_version, ciphertext: row.wrapped }, secretContext(row.version));
+    const secret = await keys.unwrap({ kekVersion: row.kek_version, ciphertext: row.wrapped }, tokenizationSecretContext(row.version));
     secrets.set(row.version, secret);
   }
   const current = Math.max(...secrets.keys());

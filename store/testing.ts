@@ -1,7 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { cp, mkdtemp, readFile, rename, rm, stat } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import pino, { type Logger } from 'pino';
 import type { Policy } from '../policy/schema.ts';
@@ -41,8 +43,50 @@ export function testDatabases(): TestDatabase[] {
   return databases;
 }
 
+/**
+ * Returns the folder of an empty PGlite cluster to copy for each test. Creating a
+ * cluster runs initdb in WebAssembly, which takes seconds; copying it takes a
+ * fraction of that. The template is shared by test processes through the
+ * temporary folder, keyed by the PGlite version.
+ */
+async function pgliteTemplate(): Promise<string> {
+  // The package does not export its package.json, so find it from the resolved entry point.
+  const entry = createRequire(import.meta.url).resolve('@electric-sql/pglite');
+  const packageRoot = entry.slice(0, entry.lastIndexOf('/dist/'));
+  const packageJson = await readFile(join(packageRoot, 'package.json'), 'utf8');
+  const key = createHash('sha256').update(packageJson).digest('hex').slice(0, 16);
+  const template = join(tmpdir(), `domicile-pglite-template-${key}`);
+  if (await exists(template)) {
+    return template;
+  }
+
+  const building = await mkdtemp(join(tmpdir(), 'domicile-pglite-building-'));
+  const pglite = await PGlite.create({ dataDir: join(building, 'pgdata') });
+  await pglite.close();
+  try {
+    await rename(join(building, 'pgdata'), template);
+  } catch (error) {
+    // Another test process finished its template first; both are equal.
+    if (!(await exists(template))) {
+      throw error;
+    }
+  }
+  await rm(building, { recursive: true, force: true });
+  return template;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 async function openTestPglite(runMigrations: boolean): Promise<OpenedTestDatabase> {
   const dataDir = await mkdtemp(join(tmpdir(), 'domicile-test-'));
+  await cp(await pgliteTemplate(), join(dataDir, 'pgdata'), { recursive: true });
   const logger = silentLogger();
   const db = await openDatabase({ dataDir, logger });
   if (runMigrations) {

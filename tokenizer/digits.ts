@@ -32,7 +32,7 @@ function digitTable(): Map<number, string> {
 
 /** Replaces every non-ASCII decimal digit of `text` with its ASCII digit. */
 export function toAsciiDigits(text: string): string {
-  if (!/[^\x00-\x7f]/.test(text)) {
+  if (!/[\u0080-\u{10ffff}]/u.test(text)) {
     return text;
   }
   return text.replace(/\p{Nd}/gu, (digit) => digitTable().get(digit.codePointAt(0) ?? 0) ?? digit);

@@ -2,7 +2,7 @@ import { createSecretKey, hkdfSync, randomBytes, type KeyObject } from 'node:cry
 import { DomicileError } from '../policy/index.ts';
 
 /** Use of a derived key. It is part of the HKDF info string, so never rename a purpose. */
-export type KeyPurpose = 'deterministic' | 'blind-index' | 'ff1' | 'audit';
+export type KeyPurpose = 'deterministic' | 'blind-index' | 'ff1' | 'audit' | 'widget-session';
 
 const SECRET_BYTES = 32;
 const DERIVED_BYTES = 32;

@@ -52,7 +52,7 @@ function invalid(problem: string): DomicileError {
 }
 
 /** Control characters (Unicode Cc) but line feed and tab. */
-const CONTROL_BUT_LF_TAB = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/;
+const CONTROL_BUT_LF_TAB = /(?![\n\t])\p{Cc}/u;
 const CONTROL = /\p{Cc}/u;
 /** In a `u` regular expression a valid surrogate pair is one code point, so only lone surrogates match. */
 const LONE_SURROGATE = /\p{Cs}/u;

@@ -1,8 +1,8 @@
 /**
- * The example "web app in AWS": the upstream behind the app listener. It never
- * sees personal data. Its page embeds the gateway's collect widget and keeps
- * only the subject token that the widget returns. It uses Domicile only
- * through its public HTTP API.
+ * The example "web app in AWS": the upstream behind the app listener. It
+ * receives no personal data, because its page embeds the gateway's collect
+ * widget and stores only the subject token that the widget returns. It uses
+ * Domicile only through its public HTTP API.
  */
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -91,7 +91,7 @@ function createApp(options: ExampleAppOptions, received: ReceivedRequest[], cust
     "base-uri 'none'",
   ].join('; ');
 
-  // Every body is read as text first, so `received` holds exactly what arrived.
+  // Every body is read as text first, so `received` contains exactly what arrived.
   app.use(express.text({ type: () => true, limit: '1mb', defaultCharset: 'utf-8' }));
   app.use((req: Request, res: Response, next) => {
     received.push({ method: req.method, url: req.originalUrl, headers: req.headers, body: typeof req.body === 'string' ? req.body : '' });

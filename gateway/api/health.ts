@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import type { GatewayDeps } from '../deps.ts';
 
-/** Anonymous health routes: `/healthz` (the process runs) and `/readyz` (the database answers). */
+/** Anonymous health routes: `/healthz` (the process runs) and `/readyz` (the database is reachable). */
 export function healthRouter(deps: GatewayDeps): Router {
   const router = Router();
 

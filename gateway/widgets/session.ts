@@ -37,7 +37,7 @@ export interface SessionSigner {
   verify(session: string): Promise<WidgetSession>;
 }
 
-/** Where the HS256 key comes from: a configured key, or the tokenization keyring that every replica loads from the database. */
+/** Source of the HS256 key: a configured key, or the tokenization keyring that every replica loads from the database. */
 export type SessionKeySource = { key: Buffer } | { keyring: Keyring };
 
 /** Every verification failure gives this one message, so the response is no oracle. */
@@ -46,13 +46,13 @@ const INVALID_SESSION = 'widget session is invalid or expired: ask the web app f
 /**
  * Creates the signer of widget sessions: compact JWS, HS256. With a keyring,
  * the key is derived from the current tokenization secret and the JWS header's
- * `kid` names its version, so every replica verifies every session, also for
- * 10 minutes after a key rotation. A configured key must be at least 32 bytes,
- * the output size of SHA-256.
+ * `kid` names its version. So every replica verifies every session, and a
+ * session signed before a key rotation stays valid until it expires. A
+ * configured key must be at least 32 bytes, the output size of SHA-256.
  */
 export function createSessionSigner(source: SessionKeySource, issuer: string): SessionSigner {
   if ('key' in source && source.key.length < 32) {
-    throw new DomicileError('invalid_request', 'widget session key must be at least 32 bytes');
+    throw new DomicileError('invalid_request', 'widget session key is too short: configure a key of at least 32 random bytes');
   }
   // node-jose imports keys asynchronously; each key is imported once and cached by key id.
   const keys = new Map<string, Promise<jose.JWK.Key>>();
@@ -132,10 +132,7 @@ function keyMaterial(source: SessionKeySource, kid: string): Buffer | undefined 
   if (match === null || !source.keyring.has(version)) {
     return undefined;
   }
-  // The keyring's purposes are fixed by the tokenizer; `audit` is the one for
-  // keys that protect no value, and the namespace keeps this key apart from
-  // the audit chain's.
-  return source.keyring.derive('audit', KEYRING_NAMESPACE, version);
+  return source.keyring.derive('widget-session', KEYRING_NAMESPACE, version);
 }
 
 /** Reads `kid` from the unverified JWS header; the signature check that follows decides whether to trust the session. */

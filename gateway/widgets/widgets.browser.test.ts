@@ -10,7 +10,7 @@ import { startExampleApp, type ExampleApp } from '../../examples/aws-app/server.
 import { loadPolicyFile } from '../../policy/load.ts';
 import { createCredential } from '../../store/credentials.ts';
 import { createTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from '../../store/testing.ts';
-import { findCanaries, findChromium, launchChromium, NO_CHROMIUM } from '../../test/support.ts';
+import { findCanaries, findChromium, freePort, launchChromium, NO_CHROMIUM } from '../../test/support.ts';
 import { createGatewayApp } from '../gateway-listener.ts';
 
 const chromiumPath = findChromium();
@@ -37,11 +37,9 @@ describe('collect widget in Chromium', { skip: chromiumPath === undefined ? NO_C
     await once(gatewayServer, 'listening');
     // localhost and 127.0.0.1 are different origins, as the app and the gateway are in production.
     const gatewayOrigin = `http://localhost:${(gatewayServer.address() as AddressInfo).port}`;
-    example = await startExampleApp({ port: 0, host: '127.0.0.1', gatewayOrigin, appOrigin: 'pending', apiCredential: secret });
-    const appOrigin = example.url;
-    await example.close();
-    const port = Number(new URL(appOrigin).port);
-    example = await startExampleApp({ port, host: '127.0.0.1', gatewayOrigin, appOrigin, apiCredential: secret });
+    const appPort = await freePort();
+    const appOrigin = `http://127.0.0.1:${appPort}`;
+    example = await startExampleApp({ port: appPort, host: '127.0.0.1', gatewayOrigin, appOrigin, apiCredential: secret });
 
     gatewayServer.on(
       'request',
@@ -96,7 +94,7 @@ describe('collect widget in Chromium', { skip: chromiumPath === undefined ? NO_C
     const widget = page.frameLocator('#domicile-widget iframe');
     await widget.locator('input[name="name"]').fill('Xoblantes Querdivan');
     await widget.locator('input[name="email"]').fill('xoblantes.q9@example.test');
-    // A browser accepts any text in a tel input; only the gateway knows it is no phone number.
+    // A browser accepts any text in a tel input; only the gateway checks that it is a phone number.
     await widget.locator('input[name="phone"]').fill('12');
     await widget.locator('button[type="submit"]').click();
     await widget.locator('#error-phone').waitFor();
@@ -129,8 +127,20 @@ describe('collect widget in Chromium', { skip: chromiumPath === undefined ? NO_C
 
   test('embed ignores messages from other sources', async () => {
     const page = await openHostPage();
-    await page.evaluate(() => window.postMessage({ type: 'domicile:record-created', subjectToken: `sub_${'c'.repeat(26)}` }, '*'));
-    await page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 200)));
+    // Messages from one window arrive in order, so once the marker arrives the
+    // embed script has already handled the forged message.
+    await page.evaluate(
+      () =>
+        new Promise<void>((resolve) => {
+          window.addEventListener('message', (event) => {
+            if (event.data === 'marker') {
+              resolve();
+            }
+          });
+          window.postMessage({ type: 'domicile:record-created', subjectToken: `sub_${'c'.repeat(26)}` }, '*');
+          window.postMessage('marker', '*');
+        }),
+    );
     assert.equal(await page.locator('#subject-token').innerText(), 'none yet');
     await page.close();
   });

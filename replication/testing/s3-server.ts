@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 
 /** Access key that s3rver accepts by default; test credentials only. */
@@ -20,6 +20,7 @@ export interface TestS3Server {
   start(): Promise<void>;
   stop(): Promise<void>;
   getText(key: string): Promise<string | undefined>;
+  putText(key: string, text: string): Promise<void>;
   listKeys(): Promise<string[]>;
   /** Stops the server and deletes its files. */
   dispose(): Promise<void>;
@@ -76,6 +77,10 @@ export async function startTestS3Server(bucket = 'partial-copies'): Promise<Test
         }
         throw error;
       }
+    },
+
+    async putText(key: string, text: string): Promise<void> {
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: text }));
     },
 
     async listKeys(): Promise<string[]> {
