@@ -83,7 +83,8 @@ export function productionWarnings(config: Config): string[] {
   if (config.databaseUrl === undefined) {
     warnings.push(
       `the embedded database (PGlite) in ${path.join(config.dataDir, 'pgdata')} is for evaluation: ` +
-        'set DATABASE_URL to a managed PostgreSQL for production, and back up that folder together with the key file',
+        'it does not fsync, so a power loss can lose acknowledged writes. Set DATABASE_URL to a managed PostgreSQL ' +
+        'for production, and until then back up that folder while Domicile is stopped',
     );
   }
   warnings.push(

@@ -57,12 +57,19 @@
     setStatus('', false);
   }
 
+  /** Returns the hint for a rejected value of a field, by the field's type. */
+  function invalidHint(name) {
+    const control = controls.find((candidate) => candidate.name === name);
+    const type = control === undefined ? undefined : control.dataset.type;
+    return (type !== undefined && strings.invalidByType[type]) || strings.invalid;
+  }
+
   /** Checks the browser's constraints (required, type, maxlength) and shows the first problem of each field. */
   function validateLocally() {
     let valid = true;
     for (const control of controls) {
       if (!control.validity.valid) {
-        showFieldError(control.name, control.validity.valueMissing ? strings.required : strings.invalid);
+        showFieldError(control.name, control.validity.valueMissing ? strings.required : invalidHint(control.name));
         valid = false;
       }
     }
@@ -87,7 +94,7 @@
     let allShown = issues.length > 0;
     for (const issue of issues) {
       const match = /^\$\.values\.([A-Za-z0-9_]+)$/.exec(issue.path);
-      const text = /required|missing/i.test(issue.message) ? strings.required : strings.invalid;
+      const text = /required|missing/i.test(issue.message) ? strings.required : invalidHint(match?.[1]);
       if (match === null || !showFieldError(match[1], text)) {
         allShown = false;
       }
