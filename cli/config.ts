@@ -20,10 +20,33 @@ const environmentSchema = z.object({
   DOMICILE_APP_ORIGIN: z.url().optional(),
   DOMICILE_GATEWAY_ORIGIN: z.url().optional(),
   DOMICILE_KEY_FILE: z.string().min(1).optional(),
+  DOMICILE_KEY_PROVIDER: z.enum(['local', 'aws-kms']).default('local'),
+  DOMICILE_KMS_KEY_ID: z.string().min(1).optional(),
+  DOMICILE_KMS_REGION: z.string().min(1).optional(),
+  DOMICILE_KMS_ENDPOINT: z.url().optional(),
+  AWS_REGION: z.string().min(1).optional(),
   DOMICILE_EXAMPLE_PORT: port.default(0),
   DOMICILE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DOMICILE_REPLICATION_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(200),
+}).superRefine((settings, context) => {
+  if (settings.DOMICILE_KEY_PROVIDER !== 'aws-kms') {
+    return;
+  }
+  if (settings.DOMICILE_KMS_KEY_ID === undefined) {
+    context.addIssue({ code: 'custom', path: ['DOMICILE_KMS_KEY_ID'], message: 'is required when DOMICILE_KEY_PROVIDER is aws-kms' });
+  }
+  if (settings.DOMICILE_KMS_REGION === undefined && settings.AWS_REGION === undefined) {
+    context.addIssue({ code: 'custom', path: ['DOMICILE_KMS_REGION'], message: 'is required when DOMICILE_KEY_PROVIDER is aws-kms and AWS_REGION is not set' });
+  }
 });
+
+/** Settings of the AWS KMS key provider. */
+export interface KmsConfig {
+  keyId: string;
+  region: string;
+  /** A KMS-compatible endpoint, such as one inside the country; the AWS endpoint of the region when undefined. */
+  endpoint: string | undefined;
+}
 
 export interface Config {
   dataDir: string;
@@ -37,6 +60,9 @@ export interface Config {
   appOrigin: string;
   gatewayOrigin: string;
   keyFile: string;
+  keyProvider: 'local' | 'aws-kms';
+  /** Set when keyProvider is aws-kms. */
+  kms: KmsConfig | undefined;
   examplePort: number;
   logLevel: string;
   replicationPollMs: number;
@@ -67,10 +93,21 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     appOrigin: originOf(settings.DOMICILE_APP_ORIGIN ?? `http://localhost:${settings.DOMICILE_APP_PORT}`),
     gatewayOrigin: originOf(settings.DOMICILE_GATEWAY_ORIGIN ?? `http://localhost:${settings.DOMICILE_GATEWAY_PORT}`),
     keyFile: path.resolve(settings.DOMICILE_KEY_FILE ?? path.join(dataDir, 'kek.json')),
+    keyProvider: settings.DOMICILE_KEY_PROVIDER,
+    kms: kmsConfig(settings),
     examplePort: settings.DOMICILE_EXAMPLE_PORT,
     logLevel: settings.DOMICILE_LOG_LEVEL,
     replicationPollMs: settings.DOMICILE_REPLICATION_POLL_MS,
   };
+}
+
+function kmsConfig(settings: z.infer<typeof environmentSchema>): KmsConfig | undefined {
+  const keyId = settings.DOMICILE_KMS_KEY_ID;
+  const region = settings.DOMICILE_KMS_REGION ?? settings.AWS_REGION;
+  if (settings.DOMICILE_KEY_PROVIDER !== 'aws-kms' || keyId === undefined || region === undefined) {
+    return undefined;
+  }
+  return { keyId, region, endpoint: settings.DOMICILE_KMS_ENDPOINT };
 }
 
 function originOf(url: string): string {
@@ -87,10 +124,12 @@ export function productionWarnings(config: Config): string[] {
         'for production, and until then back up that folder while Domicile is stopped',
     );
   }
-  warnings.push(
-    `the key encryption key is a local file, ${config.keyFile}: every record is unreadable without it, ` +
-      'so back it up apart from the database, and use a KMS for production',
-  );
+  if (config.keyProvider === 'local') {
+    warnings.push(
+      `the key encryption key is a local file, ${config.keyFile}: every record is unreadable without it, ` +
+        'so back it up apart from the database (domicile keys export), and use a KMS for production',
+    );
+  }
   if (config.upstream === undefined) {
     warnings.push('no DOMICILE_UPSTREAM is set: the app listener proxies to the built-in example app');
   }

@@ -1,12 +1,36 @@
-import { Option, type Command } from 'commander';
-import { createCredential, listCredentials, revokeCredential } from '../store/credentials.ts';
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import {
+  CREDENTIAL_OPERATIONS,
+  FIELD_FORMS,
+  createCredential,
+  listCredentials,
+  revokeCredential,
+  type CredentialOperation,
+  type CredentialScopes,
+  type FieldForm,
+} from '../store/credentials.ts';
 import { withStore } from './with-store.ts';
 
-const OPERATIONS = ['records:create', 'records:read', 'records:erase', 'widget-sessions:create', 'tokenize', 'detokenize'] as const;
-type Operation = (typeof OPERATIONS)[number];
+type FieldScopes = NonNullable<CredentialScopes['fields']>;
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+const FIELD_GRANT = /^([a-z][a-zA-Z0-9_]{0,62})\.([a-z][a-zA-Z0-9_]{0,62})=([a-z]+)$/;
+
+/** Parses one `--field <recordType>.<field>=<form>` and adds it to the grants so far. */
+export function parseFieldGrant(value: string, previous: FieldScopes): FieldScopes {
+  const match = FIELD_GRANT.exec(value);
+  const form = match?.[3];
+  if (match === null || match[1] === undefined || match[2] === undefined || form === undefined) {
+    throw new InvalidArgumentError('expected <recordType>.<field>=<form>, such as customer.email=mask');
+  }
+  if (!(FIELD_FORMS as readonly string[]).includes(form)) {
+    throw new InvalidArgumentError(`form must be one of ${FIELD_FORMS.join(', ')}`);
+  }
+  const recordType = match[1];
+  return { ...previous, [recordType]: { ...previous[recordType], [match[2]]: form as FieldForm } };
 }
 
 /** Adds `domicile credentials create|list|revoke`. */
@@ -18,18 +42,29 @@ export function registerCredentialCommands(program: Command): void {
     .description('create a credential and print its secret once; only a hash of it is stored')
     .requiredOption('--name <name>', 'a name that says who uses the credential')
     .addOption(new Option('--location <location>', 'where the caller runs').choices(['in-country', 'abroad']).makeOptionMandatory())
-    .addOption(new Option('--operation <operation>', 'an allowed operation; repeat for several').choices([...OPERATIONS]).argParser(collect).default([]))
+    .addOption(
+      new Option('--operation <operation>', 'an allowed operation; repeat for several').choices([...CREDENTIAL_OPERATIONS]).argParser(collect).default([]),
+    )
     .option('--record-type <type>', 'an allowed record type; repeat for several', collect, [])
-    .action(async (options: { name: string; location: 'in-country' | 'abroad'; operation: Operation[]; recordType: string[] }) => {
-      await withStore(async ({ db }) => {
-        const { id, secret } = await createCredential(db, {
-          name: options.name,
-          location: options.location,
-          scopes: { operations: options.operation, recordTypes: options.recordType },
+    .option(
+      '--field <recordType.field=form>',
+      'grant one field in a form (never, token, mask, generalize, clear); once a record type has a --field, ' +
+        'the credential sees only its listed fields; callers abroad never get a form weaker than the egress rule; repeat for several',
+      parseFieldGrant,
+      {},
+    )
+    .action(
+      async (options: { name: string; location: 'in-country' | 'abroad'; operation: CredentialOperation[]; recordType: string[]; field: FieldScopes }) => {
+        const scopes: CredentialScopes = { operations: options.operation, recordTypes: options.recordType };
+        if (Object.keys(options.field).length > 0) {
+          scopes.fields = options.field;
+        }
+        await withStore(async ({ db }) => {
+          const { id, secret } = await createCredential(db, { name: options.name, location: options.location, scopes });
+          console.log(`credential ${id} created; its secret, shown only now:\n${secret}`);
         });
-        console.log(`credential ${id} created; its secret, shown only now:\n${secret}`);
-      });
-    });
+      },
+    );
 
   credentials
     .command('list')

@@ -11,9 +11,9 @@ import { openDatabase, type Database } from '../store/database.ts';
 import { loadKeyring } from '../store/keyring-store.ts';
 import { migrate } from '../store/migrate.ts';
 import { createVault } from '../store/vault.ts';
-import { openLocalKeyFile } from '../tokenizer/keys/local-file.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { productionWarnings, type Config } from './config.ts';
+import { openKeyProvider } from './key-provider.ts';
 import { ensureExampleCredential } from './example-credential.ts';
 
 export type Role = 'all' | 'gateway' | 'worker';
@@ -48,7 +48,7 @@ export async function startDomicile(config: Config, role: Role, logger: Logger):
     const policy = loadPolicyFile(config.policyFile);
     logger.info({ event: 'policy.loaded', policyVersion: policy.version, recordTypes: Object.keys(policy.recordTypes) }, 'data policy loaded');
 
-    const keys = await openLocalKeyFile(config.keyFile);
+    const keys = await openKeyProvider(config);
     closers.push(() => keys.close());
     if (keys.created) {
       logger.warn({ event: 'kek.created', file: config.keyFile }, 'generated a new local key encryption key');

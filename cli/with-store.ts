@@ -2,9 +2,9 @@ import type { Logger } from 'pino';
 import { openDatabase, type Database } from '../store/database.ts';
 import { loadKeyring } from '../store/keyring-store.ts';
 import { migrate } from '../store/migrate.ts';
-import { openLocalKeyFile } from '../tokenizer/keys/local-file.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { loadConfig } from './config.ts';
+import { openKeyProvider } from './key-provider.ts';
 import { createLogger } from './logger.ts';
 
 export interface StoreContext {
@@ -17,7 +17,7 @@ export interface StoreContext {
 export async function withStore(run: (context: StoreContext) => Promise<void>): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(process.env.DOMICILE_LOG_LEVEL ?? 'warn');
-  const keys = await openLocalKeyFile(config.keyFile);
+  const keys = await openKeyProvider(config);
   try {
     const db = await openDatabase({ ...(config.databaseUrl === undefined ? {} : { databaseUrl: config.databaseUrl }), dataDir: config.dataDir, logger });
     try {

@@ -6,7 +6,7 @@ import { applyForm, fieldNamespace } from '../tokenizer/form.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 
 /**
- * What a destination holds of one record. Serialized as JSON into the object
+ * What a destination stores of one record. Serialized as JSON into the object
  * `<prefix>/<recordType>/<subjectToken>.json`; receivers parse this shape, so
  * rename or remove no property.
  */
@@ -28,8 +28,8 @@ export interface PartialCopy {
  * projection names is turned into its form with `applyForm`, and every other
  * field is left out. Throws DomicileError `internal` when the policy does not
  * let the destination receive the record type, or when a form is weaker than
- * the field's egress rule (policy validation rejects such a policy, so this is
- * a second check on the path where values leave the country).
+ * the field's egress rule. Policy validation already rejects such a form, and
+ * this second check guards the path where values leave the country.
  */
 export function projectRecord(policy: Policy, destinationName: string, view: RecordView, keyring: Keyring): PartialCopy {
   const at = `$.destinations.${destinationName}.records.${view.recordType}`;

@@ -1,15 +1,20 @@
 import assert from 'node:assert/strict';
-import { readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, describe, test } from 'node:test';
+import pino from 'pino';
 import { parsePolicy } from '../policy/load.ts';
+import type { Database } from '../store/database.ts';
+import { createVault } from '../store/vault.ts';
+import { openLocalKeyFile, type LocalKeyProvider } from '../tokenizer/keys/local-file.ts';
 import { testDatabases } from '../store/testing.ts';
 import type { Actor } from '../store/types.ts';
 import { deterministicToken } from '../tokenizer/deterministic.ts';
 import { createFolderDestination, type Destination } from './destinations/index.ts';
 import type { PartialCopy } from './project.ts';
 import { openReplicationHarness, type ReplicationHarness } from './testing/harness.ts';
-import { testPolicy, testPolicyDocument } from './testing/fixtures.ts';
+import { testKeyring, testPolicy, testPolicyDocument } from './testing/fixtures.ts';
 import { S3RVER_CREDENTIALS, startTestS3Server, type TestS3Server } from './testing/s3-server.ts';
 import { startReplicationWorker, type ReplicationWorker, type ReplicationWorkerOptions } from './worker.ts';
 
@@ -41,6 +46,10 @@ async function readCopy(folder: string, subjectToken: string): Promise<PartialCo
     }
     throw error;
   }
+}
+
+async function openLocalKeyFileInTemp(): Promise<LocalKeyProvider> {
+  return openLocalKeyFile(path.join(await mkdtemp(path.join(tmpdir(), 'domicile-keys-')), 'kek.json'));
 }
 
 async function waitFor(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
@@ -319,3 +328,34 @@ for (const database of testDatabases()) {
     });
   });
 }
+
+describe('replication worker without database', () => {
+  test('logs outbox failures with backoff', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+    const unreachable = {
+      kind: 'postgres',
+      pool: { query: () => Promise.reject(refused) },
+      close: () => Promise.resolve(),
+    } as unknown as Database;
+    const keyring = testKeyring();
+    const running = startReplicationWorker({
+      db: unreachable,
+      vault: createVault({ db: unreachable, policy: testPolicy(), keys: await openLocalKeyFileInTemp(), keyring, logger }),
+      policy: testPolicy(),
+      keyring,
+      logger,
+      dataDir: tmpdir(),
+      pollMs: 5,
+    });
+
+    await waitFor(() => lines.filter((line) => line.event === 'replication.outbox_failed').length >= 3, 'three logged outbox failures');
+    await running.stop();
+
+    const failures = lines.filter((line) => line.event === 'replication.outbox_failed');
+    assert.deepEqual(failures.slice(0, 3).map((line) => line.consecutiveFailures), [1, 2, 4]);
+    assert.equal(failures[0]?.errorCode, 'ECONNREFUSED');
+    await assert.rejects(running.drain(50));
+  });
+});

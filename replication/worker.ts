@@ -17,6 +17,9 @@ import { createReplicationStats, measureLag, type ReplicationStats } from './sta
  */
 const LEASE_MARGIN_MS = 45_000;
 
+/** Maximum milliseconds between passes while the database fails. */
+const MAX_FAILURE_WAIT_MS = 30_000;
+
 export interface ReplicationWorkerOptions {
   db: Database;
   vault: Vault;
@@ -30,7 +33,7 @@ export interface ReplicationWorkerOptions {
   /** Maximum events claimed per destination and pass; default 100. */
   batchSize?: number;
   /**
-   * Milliseconds a claim holds its events before another worker may take them
+   * Milliseconds a claim leases its events for before another worker may take them
    * over; default 120 000. Events of a batch that cannot start well before the
    * lease ends are left for the next claim, so two workers never write one
    * record at the same time.
@@ -51,7 +54,7 @@ export interface ReplicationWorker {
   /** Stops polling after the batch in flight is delivered and closes the destinations. */
   stop(): Promise<void>;
   /**
-   * Resolves once the outbox holds no pending event for any destination of
+   * Resolves once the outbox contains no pending event for any destination of
    * the policy, including events waiting for a retry. Rejects with
    * DomicileError `unavailable` after `timeoutMs` (default 30 000).
    */
@@ -92,8 +95,10 @@ export function startReplicationWorker(options: ReplicationWorkerOptions): Repli
 
   const deliverer: Deliverer = { ...options, retry, concurrency, stats };
 
-  const runPass = async (): Promise<boolean> => {
+  // Returns whether a batch was full, and the code of the first database error of the pass.
+  const runPass = async (): Promise<{ full: boolean; failure?: string }> => {
     let full = false;
+    let failure: string | undefined;
     for (const [name, destination] of destinations) {
       if (stopping) {
         break;
@@ -107,32 +112,54 @@ export function startReplicationWorker(options: ReplicationWorkerOptions): Repli
         }
         full ||= events.length >= batchSize;
       } catch (error) {
-        logger.error({ event: 'replication.claim_failed', destination: name, errorCode: errorCode(error) }, 'replication could not claim or settle outbox events; retrying');
+        failure ??= errorCode(error);
       }
     }
-    await measureLag(db, stats).catch((error: unknown) => {
-      logger.warn({ event: 'replication.stats_failed', errorCode: errorCode(error) }, 'replication could not read outbox statistics');
-    });
-    return full;
+    try {
+      await measureLag(db, stats);
+    } catch (error) {
+      failure ??= errorCode(error);
+    }
+    return failure === undefined ? { full } : { full, failure };
+  };
+
+  let consecutiveFailures = 0;
+  // Logs a database outage at the 1st, 2nd, 4th, 8th ... failed pass, so an outage does not flood the log.
+  const trackFailures = (failure: string | undefined): void => {
+    if (failure !== undefined) {
+      consecutiveFailures += 1;
+      if ((consecutiveFailures & (consecutiveFailures - 1)) === 0) {
+        logger.error(
+          { event: 'replication.outbox_failed', errorCode: failure, consecutiveFailures },
+          'replication failed to claim, settle or count outbox events; retrying with backoff',
+        );
+      }
+    } else if (consecutiveFailures > 0) {
+      logger.info({ event: 'replication.outbox_recovered', consecutiveFailures }, 'replication reached the outbox again');
+      consecutiveFailures = 0;
+    }
   };
 
   const loop = (async () => {
     while (!stopping) {
-      const full = await runPass();
+      const pass = await runPass();
+      trackFailures(pass.failure);
       for (const listener of [...passListeners]) {
         listener();
       }
-      if (!full && !stopping) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(done, pollMs);
-          function done(): void {
-            clearTimeout(timer);
-            wake = undefined;
-            resolve();
-          }
-          wake = done;
-        });
+      if (stopping || (pass.full && pass.failure === undefined)) {
+        continue;
       }
+      const waitMs = consecutiveFailures === 0 ? pollMs : Math.min(MAX_FAILURE_WAIT_MS, pollMs * 2 ** Math.min(consecutiveFailures, 20));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, waitMs);
+        function done(): void {
+          clearTimeout(timer);
+          wake = undefined;
+          resolve();
+        }
+        wake = done;
+      });
     }
   })();
 
@@ -150,7 +177,7 @@ export function startReplicationWorker(options: ReplicationWorkerOptions): Repli
     async drain(timeoutMs = 30_000): Promise<void> {
       const deadline = Date.now() + timeoutMs;
       while (!stopping) {
-        // Wait for a pass that starts after this point, so it sees every event written before drain() was called.
+        // Waits for a pass that starts after this point, so it claims every event written before drain() was called.
         await nextPass(passListeners, () => wake?.(), 2);
         if (stats.pending === 0) {
           return;

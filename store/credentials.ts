@@ -1,22 +1,38 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
-import { DomicileError } from '../policy/errors.ts';
+import { DomicileError, jsonPath } from '../policy/errors.ts';
 import { base32Encode } from '../tokenizer/base32.ts';
 import type { Database } from './database.ts';
 
 export const CREDENTIAL_OPERATIONS = [
   'records:create',
   'records:read',
+  'records:update',
+  'records:lookup',
   'records:erase',
   'widget-sessions:create',
   'tokenize',
   'detokenize',
+  'metrics:read',
 ] as const;
 export type CredentialOperation = (typeof CREDENTIAL_OPERATIONS)[number];
 
-const scopesSchema = z.strictObject({
+/** Forms a credential may be granted per field; the same words and order as the egress forms of the policy. */
+export const FIELD_FORMS = ['never', 'token', 'mask', 'generalize', 'clear'] as const;
+export type FieldForm = (typeof FIELD_FORMS)[number];
+
+const scopeName = z.string().regex(/^[a-z][a-zA-Z0-9_]{0,62}$/, 'must be a record type or field name of the data policy');
+
+export const scopesSchema = z.strictObject({
   operations: z.array(z.enum(CREDENTIAL_OPERATIONS)),
   recordTypes: z.array(z.string().min(1)),
+  /**
+   * Field-level forms by record type, then field. A record type listed here
+   * gives the credential only the fields it lists, in at most the listed
+   * form; a record type left out gets every field in the default form
+   * (clear in the country, the egress rule abroad).
+   */
+  fields: z.record(scopeName, z.record(scopeName, z.enum(FIELD_FORMS))).optional(),
 });
 export type CredentialScopes = z.infer<typeof scopesSchema>;
 
@@ -58,7 +74,7 @@ export async function createCredential(
   const scopes = scopesSchema.safeParse(options.scopes);
   if (!scopes.success) {
     throw new DomicileError('invalid_request', 'credential scopes are invalid', {
-      issues: scopes.error.issues.map((issue) => ({ path: `$.scopes.${issue.path.join('.')}`, message: issue.message })),
+      issues: scopes.error.issues.map((issue) => ({ path: `$.scopes${jsonPath(issue.path).slice(1)}`, message: issue.message })),
     });
   }
   if (options.name.trim() === '') {

@@ -19,11 +19,10 @@ export function createS3Destination(target: S3Target): Destination {
     region: target.region,
     forcePathStyle: target.forcePathStyle,
     ...(target.endpoint === undefined ? {} : { endpoint: target.endpoint }),
-    // The SDK's default since 3.729 sends an aws-chunked body with a trailing
-    // CRC32. Several S3-compatible servers (s3rver, older MinIO and Ceph) store
-    // that framing as the object body. Computing checksums only when an
-    // operation requires one keeps the body plain; `put` sends a SHA-256
-    // checksum header of its own, which AWS S3 verifies.
+    // By default the SDK sends a stream body as aws-chunked with a trailing
+    // CRC32, and s3rver 3.7 stores that framing as part of the object. With
+    // checksums only where an operation requires one, the body goes out plain.
+    // `put` sends a SHA-256 checksum header of its own, which AWS S3 verifies.
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     // The outbox retries with backoff, so one retry inside the SDK is enough.
@@ -51,7 +50,7 @@ export function createS3Destination(target: S3Target): Destination {
 
     async remove(key: string): Promise<void> {
       validateObjectKey(key);
-      // S3 answers 204 for a key that does not exist, so removal is idempotent.
+      // S3 returns 204 for a key that does not exist, so removal is idempotent.
       await client.send(new DeleteObjectCommand({ Bucket: target.bucket, Key: prefix + key }));
     },
 

@@ -59,6 +59,8 @@ export interface AwsKmsOptions {
 
 export class AwsKmsKeyProvider implements KeyProvider {
   readonly kind = 'aws-kms' as const;
+  /** Always false: KMS keys are created outside Domicile, never by opening the provider. */
+  readonly created = false;
   readonly keyId: string;
   declare private client: KMSClient;
 

@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, unlink } from 'node:fs/promises';
+import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DomicileError } from '../../policy/index.ts';
 import type { EncryptionContext, KeyProvider, WrappedKey } from './provider.ts';
@@ -21,7 +21,7 @@ const TAG_BYTES = 16;
 const VERSION_PREFIX = 'local:';
 const UNWRAP_FAILED = 'wrapped key could not be unwrapped with the local key file';
 
-interface KeyFile {
+export interface KeyFile {
   format: typeof FILE_FORMAT;
   currentVersion: number;
   keys: Record<string, string>;
@@ -119,7 +119,7 @@ function parseKekVersion(kekVersion: string): number | undefined {
   return match?.[1] === undefined ? undefined : Number(match[1]);
 }
 
-function serialize(keks: Map<number, Buffer>, currentVersion: number): string {
+export function serialize(keks: Map<number, Buffer>, currentVersion: number): string {
   const keys: Record<string, string> = {};
   for (const [version, kek] of [...keks].sort(([a], [b]) => a - b)) {
     keys[String(version)] = kek.toString('base64');
@@ -135,7 +135,7 @@ function serialize(keks: Map<number, Buffer>, currentVersion: number): string {
  * processes starting at once cannot both create a KEK. Otherwise it is renamed
  * over the old file.
  */
-async function writeKeyFile(path: string, keks: Map<number, Buffer>, currentVersion: number, exclusive: boolean): Promise<void> {
+export async function writeKeyFile(path: string, keks: Map<number, Buffer>, currentVersion: number, exclusive: boolean): Promise<void> {
   const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const handle = await open(temporary, 'wx', 0o600);
   try {
@@ -155,7 +155,7 @@ async function writeKeyFile(path: string, keks: Map<number, Buffer>, currentVers
   }
 }
 
-function parseKeyFile(path: string, text: string): { keks: Map<number, Buffer>; currentVersion: number } {
+export function parseKeyFile(path: string, text: string): { keks: Map<number, Buffer>; currentVersion: number } {
   const invalid = (problem: string): DomicileError =>
     new DomicileError('internal', `local key file ${path} is invalid: ${problem}`);
   let document: unknown;
@@ -195,6 +195,7 @@ function parseKeyFile(path: string, text: string): { keks: Map<number, Buffer>; 
  */
 export async function openLocalKeyFile(path: string): Promise<LocalKeyProvider> {
   try {
+    await checkKeyFileMode(path);
     const { keks, currentVersion } = parseKeyFile(path, await readFile(path, 'utf8'));
     return new LocalKeyProvider(path, keks, currentVersion, false);
   } catch (error) {
@@ -215,6 +216,24 @@ export async function openLocalKeyFile(path: string): Promise<LocalKeyProvider> 
     throw wrapFileError(path, error);
   }
   return new LocalKeyProvider(path, keks, 1, true);
+}
+
+/**
+ * Rejects a key file that other users may read or write, or that is not a
+ * regular file, as ssh does for private keys. Windows has no such mode bits.
+ */
+export async function checkKeyFileMode(path: string): Promise<void> {
+  const info = await stat(path);
+  if (!info.isFile()) {
+    throw new DomicileError('internal', `local key file ${path} is not a regular file`);
+  }
+  const mode = info.mode & 0o777;
+  if (process.platform !== 'win32' && (mode & 0o077) !== 0) {
+    throw new DomicileError(
+      'internal',
+      `local key file ${path} has mode ${mode.toString(8).padStart(4, '0')}, so other users can access it: run chmod 600 on it`,
+    );
+  }
 }
 
 function wrapFileError(path: string, error: unknown): unknown {

@@ -26,5 +26,10 @@ export interface KeyProvider {
   wrap(plaintext: Buffer, context: EncryptionContext): Promise<WrappedKey>;
   /** Fails with DomicileError `unavailable` when the provider cannot be reached, `internal` when the material does not unwrap. */
   unwrap(wrapped: WrappedKey, context: EncryptionContext): Promise<Buffer>;
+  /**
+   * Rewraps under the current KEK version without the plaintext leaving the
+   * provider (ReEncrypt in KMS). Optional: callers fall back to unwrap + wrap.
+   */
+  rewrap?(wrapped: WrappedKey, context: EncryptionContext): Promise<WrappedKey>;
   close(): Promise<void>;
 }
