@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { DomicileError } from '../policy/index.ts';
 import { loadConfig } from './config.ts';
 import { registerCredentialCommands } from './credentials.ts';
+import { registerKeyCommands } from './keys.ts';
 import { createLogger } from './logger.ts';
 import { startDomicile, type Role } from './start.ts';
 import { withStore } from './with-store.ts';
@@ -61,6 +62,7 @@ audit
   });
 
 registerCredentialCommands(program);
+registerKeyCommands(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -32,6 +32,13 @@ export function authenticate(db: Database): RequestHandler {
   };
 }
 
+/** Throws `forbidden` unless the credential belongs to a caller in the country. */
+export function requireInCountry(credential: Credential, what: string): void {
+  if (credential.location !== 'in-country') {
+    throw new DomicileError('forbidden', `${what} is open to in-country callers only`);
+  }
+}
+
 export function credentialOf(res: Response): Credential {
   const credential: unknown = res.locals['credential'];
   if (typeof credential !== 'object' || credential === null) {
@@ -40,11 +47,16 @@ export function credentialOf(res: Response): Credential {
   return credential as Credential;
 }
 
-/** Throws `forbidden` unless the credential may run `operation` on `recordType`. */
-export function requireScope(credential: Credential, operation: CredentialOperation, recordType: string): void {
+/** Throws `forbidden` unless the credential may run `operation`. */
+export function requireOperation(credential: Credential, operation: CredentialOperation): void {
   if (!credential.scopes.operations.includes(operation)) {
     throw new DomicileError('forbidden', `credential lacks the scope ${operation}`);
   }
+}
+
+/** Throws `forbidden` unless the credential may run `operation` on `recordType`. */
+export function requireScope(credential: Credential, operation: CredentialOperation, recordType: string): void {
+  requireOperation(credential, operation);
   if (!credential.scopes.recordTypes.includes(recordType)) {
     throw new DomicileError('forbidden', `credential lacks access to record type ${recordType}`);
   }

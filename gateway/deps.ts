@@ -5,7 +5,7 @@ import type { Vault } from '../store/vault.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 
 /** The part of the store's vault that the gateway calls. */
-export type GatewayVault = Pick<Vault, 'create' | 'read' | 'erase'>;
+export type GatewayVault = Pick<Vault, 'create' | 'read' | 'update' | 'erase' | 'lookup' | 'versions' | 'createMany' | 'tokens'>;
 
 export interface GatewayDeps {
   vault: GatewayVault;
@@ -24,4 +24,10 @@ export interface GatewayDeps {
   sessionKey?: Buffer;
   /** Reports whether the database is reachable; backs `/readyz`. */
   ready: () => Promise<boolean>;
+  /**
+   * Serves `/metrics` without a credential. Scrapers often scrape anonymously
+   * on an internal network; otherwise a credential with `metrics:read` is
+   * required. Defaults to `DOMICILE_METRICS_PUBLIC=true` in the environment.
+   */
+  metricsPublic?: boolean;
 }

@@ -1,6 +1,7 @@
-import type { EgressForm, Policy } from '../policy/index.ts';
+import { DomicileError, EGRESS_FORMS, isAtLeastAsStrong, type EgressForm, type FieldPolicy, type Policy } from '../policy/index.ts';
+import type { CredentialScopes } from '../store/credentials.ts';
 import type { RecordView } from '../store/types.ts';
-import { applyForm, fieldNamespace } from '../tokenizer/form.ts';
+import { applyForm, fieldNamespace, type FormContext } from '../tokenizer/form.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 
 export interface RecordResponse {
@@ -10,20 +11,86 @@ export interface RecordResponse {
   policyVersion: number;
   updatedAt: string;
   values: Record<string, string | number | boolean>;
-  /** Form of each returned value: `clear` in the country, the field's egress rule abroad. */
+  /** Form of each returned value, never weaker than the caller's grant nor, abroad, the field's egress rule. */
   forms: Record<string, EgressForm>;
 }
 
+/** What a caller may see: its location and the field-level part of its scopes. */
+export interface Viewer {
+  location: 'in-country' | 'abroad';
+  scopes: Pick<CredentialScopes, 'fields'>;
+}
+
 /**
- * Shapes a record for a caller. In-country callers get clear values. Callers
- * abroad get each field in the form of its egress rule, so `never` fields are
- * left out and no field is weaker than its rule, whatever the caller's scopes.
+ * Returns the weakest form that a viewer may receive a field in, before any
+ * check of what the field can produce. The grant of the credential comes
+ * first: a record type listed in `scopes.fields` gives only its listed
+ * fields, and a record type left out gives every field in the default form
+ * (clear in the country, the egress rule abroad). Abroad, the result is then
+ * raised to the field's egress rule when the grant is weaker, whatever the
+ * scope says.
+ */
+export function grantedForm(viewer: Viewer, recordType: string, fieldName: string, field: FieldPolicy): EgressForm {
+  const typeGrants = viewer.scopes.fields?.[recordType];
+  let form: EgressForm;
+  if (typeGrants === undefined) {
+    form = viewer.location === 'in-country' ? 'clear' : field.egress;
+  } else {
+    form = Object.hasOwn(typeGrants, fieldName) ? (typeGrants[fieldName] ?? 'never') : 'never';
+  }
+  if (viewer.location === 'abroad' && !isAtLeastAsStrong(form, field.egress)) {
+    form = field.egress;
+  }
+  return form;
+}
+
+/**
+ * Reports whether the field can produce `form`. A random token needs the
+ * store's mapping table, so it counts only when `randomTokens` says the caller
+ * prepared the mappings; mask and generalize need the field's rule.
+ */
+function canProduce(field: FieldPolicy, form: EgressForm, randomTokens: boolean): boolean {
+  switch (form) {
+    case 'token':
+      return randomTokens || field.token?.kind !== 'random';
+    case 'mask':
+      return field.mask !== undefined;
+    case 'generalize':
+      return field.generalize !== undefined;
+    default:
+      return true;
+  }
+}
+
+/**
+ * Returns the form a field is sent in: the granted form, or the next stronger
+ * one that the field can produce. Moving toward `never` only ever protects
+ * more, so the fallback cannot weaken what the caller receives.
+ */
+export function effectiveForm(viewer: Viewer, recordType: string, fieldName: string, field: FieldPolicy, randomTokens = false): EgressForm {
+  const granted = grantedForm(viewer, recordType, fieldName, field);
+  for (let index = EGRESS_FORMS.indexOf(granted); index > 0; index -= 1) {
+    const form = EGRESS_FORMS[index];
+    if (form !== undefined && canProduce(field, form, randomTokens)) {
+      return form;
+    }
+  }
+  return 'never';
+}
+
+/**
+ * Shapes a record for a caller: each field in its effective form, and fields
+ * whose form is `never` left out. A field that the current policy no longer
+ * declares has no egress rule, so it is treated as `never`. Random-token
+ * fields need `randomToken`, which `recordWithRandomTokens` prepares; without
+ * it they fall back to a stronger form.
  */
 export function recordForCaller(
   policy: Policy,
   keyring: Keyring,
   view: RecordView,
-  location: 'in-country' | 'abroad',
+  viewer: Viewer,
+  randomToken?: (namespace: string, value: string) => string,
 ): RecordResponse {
   const recordType = policy.recordTypes[view.recordType];
   const values: Record<string, string | number | boolean> = {};
@@ -31,19 +98,15 @@ export function recordForCaller(
 
   for (const [fieldName, value] of Object.entries(view.values)) {
     const field = recordType?.fields[fieldName];
-    // A field that the current policy no longer declares has no egress rule,
-    // so it is treated as `never`.
     if (field === undefined) {
       continue;
     }
-    // NOTE: the store keeps no mapping table for random tokens yet, so a
-    // random-token field cannot be shown abroad and is left out, which is
-    // stronger than its rule.
-    if (location === 'abroad' && field.egress === 'token' && field.token?.kind === 'random') {
+    const form = effectiveForm(viewer, view.recordType, fieldName, field, randomToken !== undefined);
+    if (form === 'never') {
       continue;
     }
-    const form: EgressForm = location === 'in-country' ? 'clear' : field.egress;
-    const shaped = applyForm(field, form, value, { keyring, namespace: fieldNamespace(view.recordType, fieldName, field) });
+    const context = { keyring, namespace: fieldNamespace(view.recordType, fieldName, field), ...(randomToken === undefined ? {} : { randomToken }) };
+    const shaped = applyFormOrNever(field, form, value, context);
     if (shaped !== undefined) {
       values[fieldName] = shaped;
       forms[fieldName] = form;
@@ -59,4 +122,25 @@ export function recordForCaller(
     values,
     forms,
   };
+}
+
+/**
+ * Applies a form, leaving the field out when the field's rule does not fit
+ * its type (a policy can declare a date generalization on a string field).
+ * Leaving it out is stronger than any form, so no value leaks by the error.
+ */
+function applyFormOrNever(
+  field: FieldPolicy,
+  form: EgressForm,
+  value: string | number | boolean,
+  context: FormContext,
+): string | number | boolean | undefined {
+  try {
+    return applyForm(field, form, value, context);
+  } catch (error) {
+    if (error instanceof DomicileError && error.status < 500) {
+      return undefined;
+    }
+    throw error;
+  }
 }

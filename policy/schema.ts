@@ -46,11 +46,21 @@ const generalizeSchema = z.union([
 ]);
 export type Generalization = z.infer<typeof generalizeSchema>;
 
-const tokenSchema = z.strictObject({
-  kind: z.enum(TOKEN_KINDS).default('deterministic'),
-  /** Fields that share a namespace give equal tokens for equal values, so they can be joined. */
-  namespace: identifier.optional(),
-});
+const tokenSchema = z
+  .strictObject({
+    kind: z.enum(TOKEN_KINDS).default('deterministic'),
+    /** Fields that share a namespace give equal tokens for equal values, so they can be joined. */
+    namespace: identifier.optional(),
+    /**
+     * Random tokens only: one token per value and namespace (found through a
+     * keyed hash of the value), instead of a new unlinkable token per subject.
+     */
+    stable: z.boolean().optional(),
+  })
+  .refine((token) => token.stable !== true || token.kind === 'random', {
+    message: 'applies only to tokens of kind random',
+    path: ['stable'],
+  });
 
 const fieldSchema = z.strictObject({
   type: z.enum(FIELD_TYPES),
@@ -90,8 +100,18 @@ const s3Target = z.strictObject({
 const targetSchema = z.discriminatedUnion('kind', [folderTarget, s3Target]);
 export type DestinationTarget = z.infer<typeof targetSchema>;
 
+/**
+ * Token namespaces of a destination: `shared` uses the fields' namespaces, the
+ * same as the API and other shared destinations; `own` prefixes them with the
+ * destination name, so its tokens cannot be joined with anyone else's.
+ */
+export const TOKEN_NAMESPACE_MODES = ['shared', 'own'] as const;
+export type TokenNamespaceMode = (typeof TOKEN_NAMESPACE_MODES)[number];
+
 const destinationSchema = z.strictObject({
   target: targetSchema,
+  /** Absent means `shared`. */
+  tokenNamespace: z.enum(TOKEN_NAMESPACE_MODES).optional(),
   /** Projection: record type, then field, then the form the destination receives. Fields left out are not sent. */
   records: z.record(identifier, z.record(identifier, z.enum(EGRESS_FORMS))),
 });

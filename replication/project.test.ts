@@ -4,8 +4,8 @@ import { DomicileError } from '../policy/errors.ts';
 import type { EgressForm, Policy } from '../policy/schema.ts';
 import type { RecordView } from '../store/types.ts';
 import { deterministicToken } from '../tokenizer/deterministic.ts';
-import { applyForm } from '../tokenizer/form.ts';
-import { projectRecord, serializePartialCopy } from './project.ts';
+import { applyForm, destinationNamespace } from '../tokenizer/form.ts';
+import { projectionHasTokens, projectRecord, randomTokenRequests, serializePartialCopy } from './project.ts';
 import { testKeyring, testPolicy } from './testing/fixtures.ts';
 
 const keyring = testKeyring();
@@ -53,15 +53,15 @@ describe('projectRecord', () => {
 
   test('turns each field into its form', () => {
     const policy = testPolicy();
-    const fields = policy.recordTypes.customer?.fields;
-    assert.ok(fields?.birthDate && fields.postalCode && fields.nickname);
+    const postalCode = policy.recordTypes.customer?.fields.postalCode;
+    assert.ok(postalCode);
     const copy = projectRecord(policy, 'aws', fullCustomer, keyring);
 
     assert.equal(copy.fields.email, deterministicToken(keyring, 'customer.email', 'erika@example.de'));
     assert.match(String(copy.fields.email), /^det_v1_[a-z2-7]{32}$/);
     assert.equal(copy.fields.nickname, 'Ri***');
     assert.equal(String(copy.fields.birthDate), '1984');
-    assert.equal(copy.fields.postalCode, applyForm(fields.postalCode, 'generalize', '10115', { keyring, namespace: 'customer.postalCode' }));
+    assert.equal(copy.fields.postalCode, applyForm(postalCode, 'generalize', '10115', { keyring, namespace: 'customer.postalCode' }));
     assert.notEqual(copy.fields.postalCode, '10115');
     assert.equal(copy.fields.country, 'DE');
     assert.equal(copy.fields.vip, true);
@@ -72,6 +72,49 @@ describe('projectRecord', () => {
 
     assert.deepEqual(Object.keys(copy.fields), ['country']);
     assert.equal(copy.fields.country, deterministicToken(keyring, 'customer.country', 'DE'));
+  });
+
+  test('own namespace prefixes tokens', () => {
+    const copy = projectRecord(testPolicy(), 'partner', fullCustomer, keyring);
+
+    assert.equal(copy.fields.email, deterministicToken(keyring, destinationNamespace('partner', 'customer.email'), 'erika@example.de'));
+    assert.notEqual(copy.fields.email, deterministicToken(keyring, 'customer.email', 'erika@example.de'));
+  });
+
+  test('random tokens come from the callback', () => {
+    const view = customerView({ ...fullCustomer.values, loyaltyId: 'LOY-1234' });
+    const calls: Array<[string, string]> = [];
+    const randomToken = (namespace: string, value: string): string => {
+      calls.push([namespace, value]);
+      return 'rnd_v1_aaaaaaaaaaaaaaaaaaaaaaaaaa';
+    };
+
+    const copy = projectRecord(testPolicy(), 'partner', view, keyring, { randomToken });
+
+    assert.equal(copy.fields.loyaltyId, 'rnd_v1_aaaaaaaaaaaaaaaaaaaaaaaaaa');
+    assert.deepEqual(calls, [['destination:partner:customer.loyaltyId', 'LOY-1234']]);
+    assert.throws(() => projectRecord(testPolicy(), 'partner', view, keyring), DomicileError);
+  });
+
+  test('randomTokenRequests lists random fields', () => {
+    const view = customerView({ ...fullCustomer.values, loyaltyId: 'LOY-1234' });
+
+    assert.deepEqual(randomTokenRequests(testPolicy(), 'partner', view), [
+      { namespace: 'destination:partner:customer.loyaltyId', value: 'LOY-1234', stable: false },
+    ]);
+    assert.deepEqual(randomTokenRequests(testPolicy(), 'partner', fullCustomer), []);
+    assert.deepEqual(randomTokenRequests(testPolicy(), 'aws', view), []);
+  });
+
+  test('projectionHasTokens finds token forms', () => {
+    assert.equal(projectionHasTokens(testPolicy(), 'aws', 'customer'), true);
+    assert.equal(projectionHasTokens(testPolicy(), 'analytics', 'customer'), true);
+
+    const policy: Policy = structuredClone(testPolicy());
+    const projection = policy.destinations.analytics?.records.customer;
+    assert.ok(projection);
+    projection.country = 'clear';
+    assert.equal(projectionHasTokens(policy, 'analytics', 'customer'), false);
   });
 
   test('leaves out fields without a value', () => {

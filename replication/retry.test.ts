@@ -17,7 +17,8 @@ describe('retryDelayMs', () => {
     assert.equal(retryDelayMs(3, policy, () => 0.5), 3000);
     for (let sample = 0; sample < 200; sample += 1) {
       const delay = retryDelayMs(4, policy);
-      assert.ok(delay >= 4000 && delay <= 8000, `delay ${delay} out of range`);
+      assert.ok(delay >= 4000, `delay ${delay} is below the range`);
+      assert.ok(delay <= 8000, `delay ${delay} is above the range`);
     }
   });
 

@@ -34,6 +34,7 @@ function customerValues(index: number): Record<string, unknown> {
     birthDate: '1990-04-03',
     postalCode: '10115',
     country: 'DE',
+    loyaltyId: `LOY-${index}`,
   };
 }
 
@@ -46,10 +47,6 @@ async function readCopy(folder: string, subjectToken: string): Promise<PartialCo
     }
     throw error;
   }
-}
-
-async function openLocalKeyFileInTemp(): Promise<LocalKeyProvider> {
-  return openLocalKeyFile(path.join(await mkdtemp(path.join(tmpdir(), 'domicile-keys-')), 'kek.json'));
 }
 
 async function waitFor(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
@@ -125,7 +122,12 @@ for (const database of testDatabases()) {
       assert.deepEqual(Object.keys(analytics.fields), ['country']);
       assert.notEqual(analytics.fields.country, 'DE');
 
-      assert.ok(running.stats.delivered >= 2);
+      const partner = await readCopy(path.join(harness.dataDir, 'partner'), created.subjectToken);
+      assert.ok(partner, 'the partner copy must exist');
+      assert.match(String(partner.fields.loyaltyId), /^rnd_v1_[a-z2-7]{26}$/);
+      assert.notEqual(partner.fields.email, copy.fields.email, 'own namespaces give other tokens');
+
+      assert.ok(running.stats.delivered >= 3);
       assert.equal(running.stats.pending, 0);
     });
 
@@ -157,6 +159,14 @@ for (const database of testDatabases()) {
       assert.equal(copy?.version, version);
       assert.equal(copy?.fields.country, 'AT');
       assert.equal(copy?.fields.nickname, 'St***');
+
+      const partnerDir = path.join(harness.dataDir, 'partner');
+      const partnerBefore = await readCopy(partnerDir, created.subjectToken);
+      await harness.vault.update({ subjectToken: created.subjectToken, recordType: 'customer', values: { country: 'CH' }, actor, purpose: 'support' });
+      await running.drain();
+      const partnerAfter = await readCopy(partnerDir, created.subjectToken);
+      assert.equal(partnerAfter?.version, version + 1);
+      assert.equal(partnerAfter?.fields.loyaltyId, partnerBefore?.fields.loyaltyId, 'the random token of an unchanged value stays');
     });
 
     test('erase removes the copy', async () => {
@@ -242,7 +252,7 @@ for (const database of testDatabases()) {
 
     test('log lines contain no value', async () => {
       const log = JSON.stringify(harness.logLines());
-      for (const value of ['Testperson', 'example.de', '1234567', 'Nick', '1990-04-03', '10115']) {
+      for (const value of ['Testperson', 'example.de', '1234567', 'Nick', '1990-04-03', '10115', 'LOY-']) {
         assert.equal(log.includes(value), false, `log must not contain ${value}`);
       }
     });
@@ -339,14 +349,16 @@ describe('replication worker without database', () => {
       pool: { query: () => Promise.reject(refused) },
       close: () => Promise.resolve(),
     } as unknown as Database;
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'domicile-no-database-'));
+    const keys: LocalKeyProvider = await openLocalKeyFile(path.join(dataDir, 'kek.json'));
     const keyring = testKeyring();
     const running = startReplicationWorker({
       db: unreachable,
-      vault: createVault({ db: unreachable, policy: testPolicy(), keys: await openLocalKeyFileInTemp(), keyring, logger }),
+      vault: createVault({ db: unreachable, policy: testPolicy(), keys, keyring, logger }),
       policy: testPolicy(),
       keyring,
       logger,
-      dataDir: tmpdir(),
+      dataDir,
       pollMs: 5,
     });
 
@@ -357,5 +369,7 @@ describe('replication worker without database', () => {
     assert.deepEqual(failures.slice(0, 3).map((line) => line.consecutiveFailures), [1, 2, 4]);
     assert.equal(failures[0]?.errorCode, 'ECONNREFUSED');
     await assert.rejects(running.drain(50));
+    await keys.close();
+    await rm(dataDir, { recursive: true, force: true });
   });
 });

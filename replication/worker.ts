@@ -3,10 +3,11 @@ import { DomicileError } from '../policy/errors.ts';
 import type { Policy } from '../policy/schema.ts';
 import type { Database } from '../store/database.ts';
 import { claimOutbox, completeOutbox, failOutbox, type OutboxEvent } from '../store/outbox.ts';
+import { randomTokenLookup, type TokenStore } from '../store/token-store.ts';
 import type { Vault } from '../store/vault.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { createDestination, partialCopyKey, type Destination } from './destinations/index.ts';
-import { projectRecord, serializePartialCopy } from './project.ts';
+import { projectionHasTokens, projectRecord, randomTokenRequests, serializePartialCopy } from './project.ts';
 import { DEFAULT_RETRY, errorCode, retryDelayMs, type RetryPolicy } from './retry.ts';
 import { createReplicationStats, measureLag, type ReplicationStats } from './stats.ts';
 
@@ -48,6 +49,12 @@ export interface ReplicationWorkerOptions {
    * them on stop.
    */
   destinations?: ReadonlyMap<string, Destination>;
+  /**
+   * Token store for random tokens and for recording which keyring version a
+   * destination's tokens use. Without it, a projection with a random-token
+   * field fails (and is retried), and no keyring version is recorded.
+   */
+  tokens?: TokenStore;
 }
 
 export interface ReplicationWorker {
@@ -90,6 +97,8 @@ export function startReplicationWorker(options: ReplicationWorkerOptions): Repli
   const stats = createReplicationStats([...destinations.keys()]);
 
   let stopping = false;
+  // Aborted on stop, so a waiting drain() rejects at once.
+  const stopped = new AbortController();
   let wake: (() => void) | undefined;
   const passListeners = new Set<() => void>();
 
@@ -168,6 +177,7 @@ export function startReplicationWorker(options: ReplicationWorkerOptions): Repli
 
     async stop(): Promise<void> {
       stopping = true;
+      stopped.abort();
       wake?.();
       await loop;
       await Promise.all([...destinations.values()].map((destination) => destination.close()));
@@ -176,10 +186,12 @@ export function startReplicationWorker(options: ReplicationWorkerOptions): Repli
 
     async drain(timeoutMs = 30_000): Promise<void> {
       const deadline = Date.now() + timeoutMs;
+      // The first wait covers two passes, because the pass running at this point may have claimed before the caller's last write.
+      let passes = 2;
       while (!stopping) {
-        // Waits for a pass that starts after this point, so it claims every event written before drain() was called.
-        await nextPass(passListeners, () => wake?.(), 2);
-        if (stats.pending === 0) {
+        const finished = await waitForPasses(passListeners, () => wake?.(), passes, deadline - Date.now(), stopped.signal);
+        passes = 1;
+        if (finished && consecutiveFailures === 0 && stats.pending === 0) {
           return;
         }
         if (Date.now() >= deadline) {
@@ -191,19 +203,35 @@ export function startReplicationWorker(options: ReplicationWorkerOptions): Repli
   };
 }
 
-/** Resolves after `count` more passes have finished; `poke` ends an idle wait so they start at once. */
-function nextPass(listeners: Set<() => void>, poke: () => void, count: number): Promise<void> {
+/**
+ * Resolves true after `count` more passes have finished, or false after
+ * `timeoutMs` or when `signal` aborts. `poke` ends an idle wait, so the passes
+ * start at once.
+ */
+function waitForPasses(listeners: Set<() => void>, poke: () => void, count: number, timeoutMs: number, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
     let remaining = count;
+    const finish = (finished: boolean): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', abort);
+      listeners.delete(listener);
+      resolve(finished);
+    };
+    const abort = (): void => finish(false);
     const listener = (): void => {
       remaining -= 1;
       if (remaining === 0) {
-        listeners.delete(listener);
-        resolve();
+        finish(true);
       } else {
         poke();
       }
     };
+    const timer = setTimeout(() => finish(false), Math.max(0, timeoutMs));
+    if (signal.aborted) {
+      finish(false);
+      return;
+    }
+    signal.addEventListener('abort', abort);
     listeners.add(listener);
     poke();
   });
@@ -297,7 +325,22 @@ async function deliverEvent(deliverer: Deliverer, name: string, destination: Des
     await destination.remove(key);
     return;
   }
-  const copy = projectRecord(deliverer.policy, name, loaded, deliverer.keyring);
+  const { policy, keyring, tokens } = deliverer;
+
+  const requests = randomTokenRequests(policy, name, loaded);
+  let randomToken: ((namespace: string, value: string) => string) | undefined;
+  if (requests.length > 0) {
+    if (tokens === undefined) {
+      throw new DomicileError('internal', `$.destinations.${name} receives random tokens, which need the token store: start the worker with tokens`);
+    }
+    randomToken = randomTokenLookup(await tokens.randomTokensForSubject(loaded.subjectToken, requests));
+  }
+  const copy = projectRecord(policy, name, loaded, keyring, randomToken === undefined ? {} : { randomToken });
+
+  // Recorded before the put, so a keyring version is never retired while a copy abroad may still carry its tokens.
+  if (tokens !== undefined && projectionHasTokens(policy, name, loaded.recordType)) {
+    await tokens.recordTokenVersion({ destination: name, subjectToken: loaded.subjectToken, recordType: loaded.recordType, keyVersion: keyring.currentVersion });
+  }
   await destination.put(key, serializePartialCopy(copy));
 }
 

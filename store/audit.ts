@@ -33,6 +33,8 @@ export interface AuditEntry {
   fields?: readonly string[];
   /** Values to make findable without storing them, by name; stored only as keyed HMACs. */
   values?: Readonly<Record<string, string>>;
+  /** Item counts of a batch operation by field name, such as `{ email: 120 }`. */
+  itemCounts?: Readonly<Record<string, number>>;
   outcome?: AuditOutcome;
 }
 
@@ -51,6 +53,7 @@ interface AuditRow {
   record_type: string | null;
   fields: string[];
   value_hmacs: Record<string, string>;
+  item_counts: Record<string, number> | null;
   outcome: string;
   key_version: number;
   prev_hash: Buffer;
@@ -68,7 +71,11 @@ export function auditValueHmac(keyring: Keyring, value: string, version: number 
 
 function chainHash(keyring: Keyring, row: Omit<AuditRow, 'hash'>): Buffer {
   const key = keyring.derive('audit', CHAIN_NAMESPACE, row.key_version);
+  // Item counts join the hashed fields only when present, so rows written
+  // before the column existed keep their hashes.
+  const counts = row.item_counts === null ? {} : { itemCounts: row.item_counts };
   const canonical = canonicalJson({
+    ...counts,
     prevHash: row.prev_hash.toString('hex'),
     seq: row.seq,
     at: row.at,
@@ -114,6 +121,7 @@ export async function appendAudit(client: Queryable, keyring: Keyring, entry: Au
     record_type: entry.recordType ?? null,
     fields: [...(entry.fields ?? [])],
     value_hmacs: valueHmacs,
+    item_counts: entry.itemCounts === undefined ? null : { ...entry.itemCounts },
     outcome: entry.outcome ?? 'ok',
     key_version: version,
     prev_hash: previous.hash,
@@ -122,8 +130,8 @@ export async function appendAudit(client: Queryable, keyring: Keyring, entry: Au
 
   await client.query(
     `INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
-                            fields, value_hmacs, outcome, key_version, prev_hash, hash)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+                            fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
     [
       row.seq,
       row.at,
@@ -139,6 +147,7 @@ export async function appendAudit(client: Queryable, keyring: Keyring, entry: Au
       row.key_version,
       row.prev_hash,
       hash,
+      row.item_counts === null ? null : JSON.stringify(row.item_counts),
     ],
   );
   await client.query('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [row.seq, hash]);
@@ -162,7 +171,7 @@ export async function verifyAudit(
   for (;;) {
     const batch = await db.pool.query<Omit<AuditRow, 'seq' | 'at'> & { seq: string; at: Date }>(
       `SELECT seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
-              fields, value_hmacs, outcome, key_version, prev_hash, hash
+              fields, value_hmacs, item_counts, outcome, key_version, prev_hash, hash
        FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2`,
       [expectedSeq, VERIFY_BATCH],
     );
@@ -205,4 +214,67 @@ function checkRow(keyring: Keyring, row: AuditRow, expectedSeq: number, previous
     return 'row was changed';
   }
   return undefined;
+}
+
+/**
+ * Appends several entries inside the caller's transaction with one lock of
+ * the chain head and one insert, in the order given, and returns the first
+ * sequence number. The rows are the same as from one `appendAudit` call per
+ * entry, so verification does not tell them apart.
+ */
+export async function appendAuditEntries(client: Queryable, keyring: Keyring, entries: readonly AuditEntry[]): Promise<number> {
+  const head = await client.query<{ seq: string; hash: Buffer }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE');
+  const previous = head.rows[0];
+  if (previous === undefined) {
+    throw new Error('audit_head row is missing; run the migrations');
+  }
+  if (entries.length === 0) {
+    return Number(previous.seq) + 1;
+  }
+
+  const version = keyring.currentVersion;
+  const at = new Date().toISOString();
+  let seq = Number(previous.seq);
+  let prevHash = previous.hash;
+  const rows: Array<Record<string, unknown>> = [];
+  for (const entry of entries) {
+    const valueHmacs: Record<string, string> = {};
+    for (const [name, value] of Object.entries(entry.values ?? {})) {
+      valueHmacs[name] = auditValueHmac(keyring, value, version);
+    }
+    seq += 1;
+    const row: Omit<AuditRow, 'hash'> = {
+      seq,
+      at,
+      actor_id: entry.actor.id,
+      actor_location: entry.actor.location,
+      action: entry.action,
+      purpose: entry.purpose ?? null,
+      subject_token: entry.subjectToken ?? null,
+      record_type: entry.recordType ?? null,
+      fields: [...(entry.fields ?? [])],
+      value_hmacs: valueHmacs,
+      item_counts: entry.itemCounts === undefined ? null : { ...entry.itemCounts },
+      outcome: entry.outcome ?? 'ok',
+      key_version: version,
+      prev_hash: prevHash,
+    };
+    const hash = chainHash(keyring, row);
+    rows.push({ ...row, prev_hash: row.prev_hash.toString('hex'), hash: hash.toString('hex') });
+    prevHash = hash;
+  }
+
+  await client.query(
+    `INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
+                            fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
+     SELECT x.seq, x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
+            ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.outcome, x.key_version,
+            decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts
+     FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
+          purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, outcome text,
+          key_version integer, prev_hash text, hash text, item_counts jsonb)`,
+    [JSON.stringify(rows)],
+  );
+  await client.query('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [seq, prevHash]);
+  return Number(previous.seq) + 1;
 }

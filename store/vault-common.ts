@@ -4,6 +4,7 @@ import type { Policy } from '../policy/schema.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import type { KeyProvider } from '../tokenizer/keys/provider.ts';
 import type { Database, Queryable } from './database.ts';
+import type { ErasureLogWriter } from './erasure-log.ts';
 import { enqueueOutbox } from './outbox.ts';
 import { isSubjectToken } from './record-crypto.ts';
 
@@ -13,6 +14,8 @@ export interface VaultDeps {
   keys: KeyProvider;
   keyring: Keyring;
   logger: Logger;
+  /** Receives every erasure inside its transaction; see store/erasure-log.ts. */
+  erasureLog?: ErasureLogWriter;
 }
 
 export interface SubjectRow {

@@ -1,6 +1,7 @@
 import { DomicileError } from '../policy/errors.ts';
 import { appendAudit } from './audit.ts';
 import { withTransaction } from './database.ts';
+import { deleteSubjectTokens } from './token-mappings.ts';
 import { decryptFields, encryptField, unwrapDataKey, writeBlindIndex, type EncryptedFields } from './record-crypto.ts';
 import type { Actor } from './types.ts';
 import { enqueueForDestinations, findSubject, requireNotErased, type VaultDeps } from './vault-common.ts';
@@ -37,7 +38,10 @@ export async function updateRecord(deps: VaultDeps, input: UpdateInput): Promise
       throw new DomicileError('not_found', `subject has no ${input.recordType} record`);
     }
     if (input.expectedVersion !== undefined && input.expectedVersion !== record.version) {
-      throw new DomicileError('precondition_failed', `record is at version ${record.version}, not the expected version ${input.expectedVersion}`);
+      throw new DomicileError(
+        'precondition_failed',
+        `the current version ${record.version} of the record does not match the expected version ${input.expectedVersion}: read the record again and retry`,
+      );
     }
 
     const dataKey = await unwrapDataKey(client, deps.keys, subject);
@@ -96,9 +100,23 @@ export async function updateRecord(deps: VaultDeps, input: UpdateInput): Promise
 }
 
 /**
+ * Purposes that only system actors (id `system:...`) may give for an erasure,
+ * such as retention and restore. A policy purpose is an identifier and cannot
+ * contain `:`, so these never collide with one.
+ */
+export const SYSTEM_ERASE_PURPOSES = ['system:retention', 'system:restore'] as const;
+
+function requireErasePurpose(policy: VaultDeps['policy'], input: { actor: Actor; purpose: string }): void {
+  const systemPurpose = (SYSTEM_ERASE_PURPOSES as readonly string[]).includes(input.purpose);
+  if (!(systemPurpose && input.actor.id.startsWith('system:'))) {
+    requirePurpose(policy, input.purpose);
+  }
+}
+
+/**
  * Erases a subject and all its records. Deleting the data key crypto-shreds
- * every ciphertext, backups included. The blind indexes and stored ciphertexts
- * are deleted too, and the subject stays as a tombstone. Each destination that
+ * every ciphertext, backups included. The blind indexes, random token
+ * mappings and stored ciphertexts are deleted too, and the subject stays as a tombstone. Each destination that
  * received one of its records gets an erase event. Erasing an erased subject
  * again returns the first erasure time and queues nothing.
  */
@@ -106,7 +124,7 @@ export async function eraseSubject(
   deps: VaultDeps,
   input: { subjectToken: string; actor: Actor; purpose: string },
 ): Promise<{ subjectToken: string; erasedAt: string }> {
-  requirePurpose(deps.policy, input.purpose);
+  requireErasePurpose(deps.policy, input);
 
   const outcome = await withTransaction(deps.db, async (client) => {
     const subject = await findSubject(client, input.subjectToken, { lock: true });
@@ -122,6 +140,7 @@ export async function eraseSubject(
     );
     await client.query('DELETE FROM data_keys WHERE subject_id = $1', [subject.id]);
     await client.query('DELETE FROM blind_index WHERE subject_id = $1', [subject.id]);
+    await deleteSubjectTokens(client, subject.id);
     await client.query("UPDATE idempotency_keys SET request_hmac = '\\x'::bytea WHERE subject_id = $1", [subject.id]);
     await client.query("UPDATE records SET fields = '{}'::jsonb, erased_at = now(), updated_at = now() WHERE subject_id = $1", [subject.id]);
     await client.query('UPDATE record_versions SET fields = NULL WHERE subject_id = $1', [subject.id]);
@@ -140,8 +159,12 @@ export async function eraseSubject(
         recordVersion: record.version,
       });
     }
+    const erasedAt = erased.rows[0]?.erased_at ?? new Date();
+    // Logged before COMMIT: a failed commit leaves an extra line, which a
+    // restore re-applies, but a commit never lacks its line.
+    await deps.erasureLog?.append({ subjectToken: subject.token, erasedAt: erasedAt.toISOString() });
     await appendAudit(client, deps.keyring, audit);
-    return { erasedAt: erased.rows[0]?.erased_at ?? new Date(), events, again: false };
+    return { erasedAt, events, again: false };
   });
 
   deps.logger.info(

@@ -16,13 +16,18 @@ import {
   writeBlindIndex,
   type EncryptedFields,
 } from './record-crypto.ts';
+import { createTokenStore, type TokenStore } from './token-store.ts';
 import type { Actor, RecordView } from './types.ts';
 import { enqueueForDestinations, findSubject, requireNotErased, type VaultDeps } from './vault-common.ts';
+import { createRecords, type BatchCreateItem, type BatchCreateResult } from './vault-batch.ts';
+import { listVersions, type RecordVersionInfo, type VersionsInput } from './vault-history.ts';
 import { eraseSubject, updateRecord, type UpdateInput } from './vault-update.ts';
 import { requirePurpose, validateValues } from './vault-validate.ts';
 
 export type { Actor, RecordView } from './types.ts';
 export type { UpdateInput } from './vault-update.ts';
+export type { RecordVersionInfo, VersionsInput } from './vault-history.ts';
+export type { BatchCreateItem, BatchCreateResult } from './vault-batch.ts';
 
 export interface CreateInput {
   recordType: string;
@@ -38,6 +43,8 @@ export interface ReadInput {
   recordType: string;
   actor: Actor;
   purpose: string;
+  /** Fields to decrypt, return and audit as read; all stored fields when absent. */
+  fields?: readonly string[];
 }
 
 export interface LookupInput {
@@ -50,13 +57,19 @@ export interface LookupInput {
 
 export interface Vault {
   create(input: CreateInput): Promise<{ subjectToken: string; version: number }>;
+  /** Creates records of new subjects in one transaction; each item gets its own result or error. */
+  createMany(input: { items: readonly BatchCreateItem[]; actor: Actor }): Promise<BatchCreateResult[]>;
   read(input: ReadInput): Promise<RecordView>;
   update(input: UpdateInput): Promise<{ subjectToken: string; version: number }>;
   erase(input: { subjectToken: string; actor: Actor; purpose: string }): Promise<{ subjectToken: string; erasedAt: string }>;
   /** Subject tokens of the live records whose searchable `field` equals `value` after normalization. */
   lookup(input: LookupInput): Promise<string[]>;
+  /** Versions of a record (who, when, why, which fields; no values), oldest first; audited. */
+  versions(input: VersionsInput): Promise<RecordVersionInfo[]>;
   /** Internal read for replication workers; not audited. */
   loadForReplication(subjectId: string, recordType: string): Promise<RecordView | { erased: true } | undefined>;
+  /** Random token mappings and the tokenize and detokenize batches. */
+  tokens: TokenStore;
 }
 
 interface RecordRow {
@@ -75,11 +88,14 @@ const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 export function createVault(deps: VaultDeps): Vault {
   return {
     create: (input) => createRecord(deps, input),
+    createMany: (input) => createRecords(deps, input),
     read: (input) => readRecord(deps, input),
     update: (input) => updateRecord(deps, input),
     erase: (input) => eraseSubject(deps, input),
     lookup: (input) => lookupRecords(deps, input),
+    versions: (input) => listVersions(deps, input),
     loadForReplication: (subjectId, recordType) => loadForReplication(deps, subjectId, recordType),
+    tokens: createTokenStore(deps),
   };
 }
 
@@ -212,8 +228,9 @@ async function readRecord(deps: VaultDeps, input: ReadInput): Promise<RecordView
     if (record === undefined) {
       throw new DomicileError('not_found', `subject has no ${input.recordType} record`);
     }
+    const wanted = input.fields === undefined ? record.fields : pickFields(record.fields, input.fields);
     const dataKey = await unwrapDataKey(client, deps.keys, subject);
-    const values = decryptFields(dataKey, { recordType: input.recordType, subjectToken: subject.token }, record.fields);
+    const values = decryptFields(dataKey, { recordType: input.recordType, subjectToken: subject.token }, wanted);
     dataKey.fill(0);
 
     await appendAudit(client, deps.keyring, {
@@ -226,6 +243,17 @@ async function readRecord(deps: VaultDeps, input: ReadInput): Promise<RecordView
     });
     return toView(subject.token, input.recordType, record, values);
   });
+}
+
+function pickFields(fields: EncryptedFields, names: readonly string[]): EncryptedFields {
+  const picked: EncryptedFields = {};
+  for (const name of names) {
+    const blob = Object.hasOwn(fields, name) ? fields[name] : undefined;
+    if (blob !== undefined) {
+      picked[name] = blob;
+    }
+  }
+  return picked;
 }
 
 async function lookupRecords(deps: VaultDeps, input: LookupInput): Promise<string[]> {

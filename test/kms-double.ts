@@ -50,7 +50,7 @@ export interface KmsDouble {
   setEnabled(keyId: string, enabled: boolean): void;
   /** Number of requests per operation name, for tests that check which calls were made. */
   readonly calls: Map<string, number>;
-  /** Makes every request wait this many milliseconds before it is answered, to simulate a hung KMS. */
+  /** Delay in milliseconds before each response is sent, to simulate a hung KMS. */
   delayMs: number;
   /** Stops listening and drops open connections, so the endpoint refuses connections. */
   stop(): Promise<void>;
@@ -286,7 +286,11 @@ function context(input: Json, field: string): Buffer {
   if (entries.some(([, entry]) => typeof entry !== 'string')) {
     throw new KmsFault('ValidationException', `${field} must be a map of strings`);
   }
-  entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  // Code unit order, so equal contexts give equal AAD whatever the locale.
+  entries.sort(([a], [b]) => {
+    if (a === b) return 0;
+    return a < b ? -1 : 1;
+  });
   return Buffer.from(JSON.stringify(entries), 'utf8');
 }
 

@@ -13,7 +13,7 @@ const TRUNCATED_BYTES = 20;
 /** 20 bytes = 160 bits = exactly 32 base32 characters. */
 const DETERMINISTIC_BODY_LENGTH = 32;
 
-/** Random tokens (`rnd_v1_<26 base32>`) are made and mapped by the store; `v1` is the format version. */
+/** Random tokens (`rnd_v<version>_<26 base32>`) are made and mapped by the store; the version is the keyring version of the mapping. */
 const RANDOM_PREFIX = 'rnd_v';
 const RANDOM_BODY_LENGTH = 26;
 

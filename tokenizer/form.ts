@@ -24,6 +24,15 @@ export function fieldNamespace(recordType: string, fieldName: string, field: Fie
   return field.token?.namespace ?? `${recordType}.${fieldName}`;
 }
 
+/**
+ * Token namespace of a destination whose policy sets `tokenNamespace: own`.
+ * Field namespaces contain no `:`, so a prefixed namespace never equals a
+ * shared one. Tokens stored abroad depend on this form: never change it.
+ */
+export function destinationNamespace(destinationName: string, namespace: string): string {
+  return `destination:${destinationName}:${namespace}`;
+}
+
 /** Text that tokens and masks are computed over; numbers use their shortest JavaScript form. */
 function asText(normalized: NormalizedValue): string {
   return typeof normalized === 'string' ? normalized : String(normalized);

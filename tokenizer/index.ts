@@ -1,7 +1,7 @@
 export { blindIndex } from './blind-index.ts';
 export { DETERMINISTIC_PREFIX, RANDOM_PREFIX, deterministicToken, hmacSha256, parseToken, type ParsedToken } from './deterministic.ts';
 export { decryptValue, encryptValue } from './envelope.ts';
-export { applyForm, fieldNamespace, type FormContext } from './form.ts';
+export { applyForm, destinationNamespace, fieldNamespace, type FormContext } from './form.ts';
 export { formatPreservingDetokenize, formatPreservingToken } from './format-preserving.ts';
 export { DEFAULT_ALPHABET, FF1, MIN_DOMAIN_SIZE } from './ff1.ts';
 export { generalizeValue } from './generalize.ts';

@@ -2,9 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { base32Encode } from './base32.ts';
 
 /**
- * Creates a random token `rnd_v1_<26 base32 characters of 16 random bytes>`.
- * It carries no information about the value; the store keeps the mapping.
+ * Creates a random token `rnd_v<version>_<26 base32 characters of 16 random
+ * bytes>`, where `version` is the keyring version that the store files the
+ * mapping under. The token carries no information about the value.
  */
-export function generateRandomToken(): string {
-  return `rnd_v1_${base32Encode(randomBytes(16))}`;
+export function generateRandomToken(version = 1): string {
+  if (!Number.isSafeInteger(version) || version < 1) {
+    throw new RangeError('random token version must be a positive integer');
+  }
+  return `rnd_v${version}_${base32Encode(randomBytes(16))}`;
 }

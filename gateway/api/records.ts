@@ -1,76 +1,213 @@
-import { Router } from 'express';
-import { z } from 'zod';
+import { Router, type Request } from 'express';
+import { DomicileError, type Policy } from '../../policy/index.ts';
 import { actorOf, authenticate, credentialOf, requireScope } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
-import { recordForCaller } from '../egress.ts';
+import { effectiveForm, type Viewer } from '../egress.ts';
+import { recordWithRandomTokens } from '../random-egress.ts';
+import { addRoute, type RouteSpec } from '../openapi.ts';
 import { parseInput, requirePurpose, requireRecordType } from '../validation.ts';
+import {
+  createBody,
+  idempotencyHeaders,
+  idempotencyKey,
+  ifMatchHeaders,
+  purposeHeaders,
+  recordResponse,
+  recordTypeQuery,
+  subjectTokenParams,
+  updateBody,
+  writeResponse,
+} from './schemas.ts';
 
-const PURPOSE_HEADER = 'x-access-purpose';
+export const PURPOSE_HEADER = 'x-access-purpose';
 
-const createBody = z.strictObject({
-  recordType: z.string().min(1).max(64),
-  values: z.record(z.string(), z.unknown()),
-  purpose: z.string().min(1).max(64),
-});
-
-const recordTypeQuery = z.object({ recordType: z.string().min(1).max(64) });
+const TAGS = ['records'];
+const COMMON_ERRORS = {
+  400: { description: 'invalid request; the issues name each JSON path, header or query parameter' },
+  401: { description: 'missing or invalid API credential' },
+  403: { description: 'the credential lacks the operation or record type' },
+} as const;
 
 /**
- * Idempotency keys are client-chosen ids, not data: printable ASCII only, so a
- * key can be stored and compared without normalization.
+ * Fields of a record type that the viewer receives in some form, random tokens
+ * included; only these are decrypted and audited as read.
  */
-const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'must be 1 to 200 printable ASCII characters without spaces');
+export function visibleFields(policy: Policy, recordType: string, viewer: Viewer): string[] {
+  const fields = policy.recordTypes[recordType]?.fields ?? {};
+  return Object.entries(fields)
+    .filter(([name, field]) => effectiveForm(viewer, recordType, name, field, true) !== 'never')
+    .map(([name]) => name);
+}
 
-/** Routes of `/api/v1/records`: create, read and erase by subject token. */
-export function recordsRouter(deps: GatewayDeps): Router {
-  const { policy, vault, keyring } = deps;
+/** Formats a record version as a strong entity tag. */
+export function versionTag(version: number): string {
+  return `"${version}"`;
+}
+
+/** Reads `If-Match`: undefined when absent or `*`, else the version it names; a weak or malformed tag is a 400. */
+export function expectedVersion(header: string | undefined): number | undefined {
+  if (header === undefined || header.trim() === '*') {
+    return undefined;
+  }
+  const match = /^\s*"(\d{1,9})"\s*$/.exec(header);
+  if (match?.[1] === undefined) {
+    throw new DomicileError('invalid_request', 'header.if-match must be the strong entity tag "<version>" of a read, or *', {
+      issues: [{ path: 'header.if-match', message: 'must be "<version>" or *' }],
+    });
+  }
+  return Number(match[1]);
+}
+
+function recordTypeOf(req: Request, policy: Policy): string {
+  const { recordType } = parseInput(recordTypeQuery, req.query, 'query');
+  requireRecordType(policy, recordType, 'query.recordType');
+  return recordType;
+}
+
+/** Routes of `/api/v1/records`: create, read, update and erase by subject token. */
+export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
+  const { policy, vault } = deps;
   const router = Router();
   const auth = authenticate(deps.db);
 
-  router.post('/api/v1/records', auth, async (req, res) => {
-    const credential = credentialOf(res);
-    const body = parseInput(createBody, req.body, '$');
-    requireRecordType(policy, body.recordType, '$.recordType');
-    requireScope(credential, 'records:create', body.recordType);
-    const purpose = requirePurpose(policy, body.purpose, '$.purpose');
-    const key = req.headers['idempotency-key'];
-    const request = {
-      recordType: body.recordType,
-      values: body.values,
-      actor: actorOf(credential),
-      purpose,
-      ...(key === undefined ? {} : { idempotencyKey: parseInput(idempotencyKey, key, 'header.idempotency-key') }),
-    };
+  addRoute(
+    router,
+    specs,
+    {
+      method: 'post',
+      path: '/api/v1/records',
+      operationId: 'createRecord',
+      summary: 'Create a record of a new subject',
+      description: 'Retries with the same Idempotency-Key and the same values return the first subject instead of creating a second one.',
+      tags: TAGS,
+      auth: 'credential',
+      body: createBody,
+      headers: idempotencyHeaders,
+      responses: { 201: { description: 'created', schema: writeResponse }, ...COMMON_ERRORS, 409: { description: 'idempotency key used for other values' }, 413: { description: 'body too large' } },
+    },
+    auth,
+    async (req, res) => {
+      const credential = credentialOf(res);
+      const body = parseInput(createBody, req.body, '$');
+      requireRecordType(policy, body.recordType, '$.recordType');
+      requireScope(credential, 'records:create', body.recordType);
+      const purpose = requirePurpose(policy, body.purpose, '$.purpose');
+      const key = req.headers['idempotency-key'];
+      const created = await vault.create({
+        recordType: body.recordType,
+        values: body.values,
+        actor: actorOf(credential),
+        purpose,
+        ...(key === undefined ? {} : { idempotencyKey: parseInput(idempotencyKey, key, 'header.idempotency-key') }),
+      });
+      res.setHeader('ETag', versionTag(created.version));
+      res.status(201).json({ subjectToken: created.subjectToken, version: created.version });
+    },
+  );
 
-    const created = await vault.create(request);
-    res.status(201).json({ subjectToken: created.subjectToken, version: created.version });
-  });
+  addRoute(
+    router,
+    specs,
+    {
+      method: 'get',
+      path: '/api/v1/records/:subjectToken',
+      operationId: 'readRecord',
+      summary: 'Read a record with the fields and forms the credential may see',
+      description: 'Callers abroad never receive a field in a form weaker than its egress rule. The ETag is the record version, for If-Match on update.',
+      tags: TAGS,
+      auth: 'credential',
+      params: subjectTokenParams,
+      query: recordTypeQuery,
+      headers: purposeHeaders,
+      responses: { 200: { description: 'the record', schema: recordResponse }, ...COMMON_ERRORS, 404: { description: 'no such subject or record' }, 410: { description: 'subject was erased' } },
+    },
+    auth,
+    async (req, res) => {
+      const credential = credentialOf(res);
+      const recordType = recordTypeOf(req, policy);
+      requireScope(credential, 'records:read', recordType);
+      const purpose = requirePurpose(policy, req.get(PURPOSE_HEADER), `header.${PURPOSE_HEADER}`);
 
-  router.get('/api/v1/records/:subjectToken', auth, async (req, res) => {
-    const credential = credentialOf(res);
-    const { recordType } = parseInput(recordTypeQuery, req.query, 'query');
-    requireRecordType(policy, recordType, 'query.recordType');
-    requireScope(credential, 'records:read', recordType);
-    const purpose = requirePurpose(policy, req.get(PURPOSE_HEADER), `header.${PURPOSE_HEADER}`);
+      const fields = visibleFields(policy, recordType, credential);
+      const view = await vault.read({ subjectToken: String(req.params['subjectToken']), recordType, actor: actorOf(credential), purpose, fields });
+      res.setHeader('Cache-Control', 'no-store');
+      res.setHeader('ETag', versionTag(view.version));
+      res.json(await recordWithRandomTokens(deps, view, credential));
+    },
+  );
 
-    const view = await vault.read({ subjectToken: String(req.params.subjectToken), recordType, actor: actorOf(credential), purpose });
-    res.setHeader('Cache-Control', 'no-store');
-    res.json(recordForCaller(policy, keyring, view, credential.location));
-  });
+  addRoute(
+    router,
+    specs,
+    {
+      method: 'patch',
+      path: '/api/v1/records/:subjectToken',
+      operationId: 'updateRecord',
+      summary: 'Change some fields of a record',
+      description: 'With If-Match "<version>", the update fails with 412 unless the record is still at that version.',
+      tags: TAGS,
+      auth: 'credential',
+      params: subjectTokenParams,
+      body: updateBody,
+      headers: ifMatchHeaders,
+      responses: {
+        200: { description: 'updated; the version is unchanged when no value changed', schema: writeResponse },
+        ...COMMON_ERRORS,
+        404: { description: 'no such subject or record' },
+        410: { description: 'subject was erased' },
+        412: { description: 'the current version of the record does not match If-Match' },
+      },
+    },
+    auth,
+    async (req, res) => {
+      const credential = credentialOf(res);
+      const body = parseInput(updateBody, req.body, '$');
+      requireRecordType(policy, body.recordType, '$.recordType');
+      requireScope(credential, 'records:update', body.recordType);
+      const purpose = requirePurpose(policy, body.purpose, '$.purpose');
+      const expected = expectedVersion(req.get('if-match'));
 
-  router.delete('/api/v1/records/:subjectToken', auth, async (req, res) => {
-    const credential = credentialOf(res);
-    const { recordType } = parseInput(recordTypeQuery, req.query, 'query');
-    requireRecordType(policy, recordType, 'query.recordType');
-    requireScope(credential, 'records:erase', recordType);
-    const purpose = requirePurpose(policy, req.get(PURPOSE_HEADER), `header.${PURPOSE_HEADER}`);
+      const updated = await vault.update({
+        subjectToken: String(req.params['subjectToken']),
+        recordType: body.recordType,
+        values: body.values,
+        actor: actorOf(credential),
+        purpose,
+        ...(expected === undefined ? {} : { expectedVersion: expected }),
+      });
+      res.setHeader('ETag', versionTag(updated.version));
+      res.json({ subjectToken: updated.subjectToken, version: updated.version });
+    },
+  );
 
-    // Erasing a subject removes every record type it has, so the credential
-    // needs the erase scope for the named type; the vault erases the subject.
-    await vault.erase({ subjectToken: String(req.params.subjectToken), actor: actorOf(credential), purpose });
-    res.status(204).end();
-  });
+  addRoute(
+    router,
+    specs,
+    {
+      method: 'delete',
+      path: '/api/v1/records/:subjectToken',
+      operationId: 'eraseSubject',
+      summary: 'Erase a subject and every record it has',
+      tags: TAGS,
+      auth: 'credential',
+      params: subjectTokenParams,
+      query: recordTypeQuery,
+      headers: purposeHeaders,
+      responses: { 204: { description: 'erased (also when it was erased before)' }, ...COMMON_ERRORS, 404: { description: 'no such subject' } },
+    },
+    auth,
+    async (req, res) => {
+      const credential = credentialOf(res);
+      const recordType = recordTypeOf(req, policy);
+      requireScope(credential, 'records:erase', recordType);
+      const purpose = requirePurpose(policy, req.get(PURPOSE_HEADER), `header.${PURPOSE_HEADER}`);
+
+      // Erasing a subject removes every record type it has, so the credential
+      // needs the erase scope for the named type; the vault erases the subject.
+      await vault.erase({ subjectToken: String(req.params['subjectToken']), actor: actorOf(credential), purpose });
+      res.status(204).end();
+    },
+  );
 
   return router;
 }
-

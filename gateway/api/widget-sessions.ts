@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { DomicileError } from '../../policy/index.ts';
 import { authenticate, credentialOf, requireScope } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
+import { addRoute, type RouteSpec } from '../openapi.ts';
 import { parseInput, requirePurpose, requireRecordType } from '../validation.ts';
 import type { SessionSigner } from '../widgets/session.ts';
 
@@ -13,10 +14,27 @@ const sessionBody = z.strictObject({
 });
 
 /** `POST /api/v1/widget-sessions`: a short-lived session for one collect widget. */
-export function widgetSessionsRouter(deps: GatewayDeps, signer: SessionSigner): Router {
-  const router = Router();
+const sessionResponse = z.object({ session: z.string(), expiresAt: z.iso.datetime(), widgetUrl: z.url() });
 
-  router.post('/api/v1/widget-sessions', authenticate(deps.db), async (req, res) => {
+export function widgetSessionsRouter(deps: GatewayDeps, signer: SessionSigner, specs: RouteSpec[]): Router {
+  const router = Router();
+  const spec: RouteSpec = {
+    method: 'post',
+    path: '/api/v1/widget-sessions',
+    operationId: 'createWidgetSession',
+    summary: 'Create a short-lived session for one collect widget: one record type, one access purpose, one parent origin',
+    tags: ['widgets'],
+    auth: 'credential',
+    body: sessionBody,
+    responses: {
+      201: { description: 'the session and the widget URL', schema: sessionResponse },
+      400: { description: 'invalid request' },
+      401: { description: 'missing or invalid API credential' },
+      403: { description: 'the credential lacks widget-sessions:create or the record type' },
+    },
+  };
+
+  addRoute(router, specs, spec, authenticate(deps.db), async (req, res) => {
     const credential = credentialOf(res);
     const body = parseInput(sessionBody, req.body, '$');
     requireRecordType(deps.policy, body.recordType, '$.recordType');

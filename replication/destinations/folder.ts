@@ -4,16 +4,16 @@ import path from 'node:path';
 import { DomicileError } from '../../policy/errors.ts';
 import { validateObjectKey, type Destination } from './destination.ts';
 
-/** Mode of a partial copy: owner read and write, group read; nobody else. */
+/** Mode of a partial copy: read and write for the owner, read for the group, no access for others. */
 const FILE_MODE = 0o640;
 const FOLDER_MODE = 0o750;
 
 /**
  * Creates a destination that writes each object as a file under `root`
- * (created if missing). Writes are atomic and durable: the body goes to a
- * temporary dot-file in the target folder, which is flushed, renamed over the
- * target and then the folder itself is flushed, so after a crash a reader finds
- * either the old file or the new one.
+ * (created if missing). Writes are atomic and durable. The body goes to a
+ * temporary dot-file in the target folder, which is flushed and renamed over
+ * the target, and then the folder itself is flushed. After a crash a reader
+ * finds either the old file or the new one.
  */
 export function createFolderDestination(root: string): Destination {
   const absoluteRoot = path.resolve(root);

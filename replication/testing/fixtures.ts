@@ -24,6 +24,7 @@ export function testPolicyDocument(): { [key: string]: unknown } {
           postalCode: { type: 'postalCode', class: 'quasi', egress: 'generalize', generalize: { prefix: 2 } },
           country: { type: 'country', class: 'public', egress: 'clear' },
           vip: { type: 'boolean', class: 'public', egress: 'clear' },
+          loyaltyId: { type: 'string', class: 'direct', egress: 'token', token: { kind: 'random' } },
         },
       },
       ticket: {
@@ -43,6 +44,12 @@ export function testPolicyDocument(): { [key: string]: unknown } {
         target: { kind: 'folder', path: 'analytics' },
         // A stronger form than the rule is allowed: country leaves as a token here.
         records: { customer: { country: 'token' } },
+      },
+      partner: {
+        target: { kind: 'folder', path: 'partner' },
+        // Tokens in this destination's own namespaces cannot be joined with those of the API or other destinations.
+        tokenNamespace: 'own',
+        records: { customer: { email: 'token', loyaltyId: 'token' } },
       },
     },
   };

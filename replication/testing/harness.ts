@@ -3,6 +3,7 @@ import pino, { type Logger } from 'pino';
 import type { Policy } from '../../policy/schema.ts';
 import type { Database } from '../../store/database.ts';
 import { createTestVault, type TestDatabase } from '../../store/testing.ts';
+import { createTokenStore, type TokenStore } from '../../store/token-store.ts';
 import type { Vault } from '../../store/vault.ts';
 import type { Keyring } from '../../tokenizer/keyring.ts';
 
@@ -10,6 +11,7 @@ import type { Keyring } from '../../tokenizer/keyring.ts';
 export interface ReplicationHarness {
   db: Database;
   vault: Vault;
+  tokens: TokenStore;
   keyring: Keyring;
   policy: Policy;
   /** Temporary folder that relative folder targets resolve against; removed on close. */
@@ -35,9 +37,12 @@ export async function openReplicationHarness(database: TestDatabase, policy: Pol
   const db = await database.open();
   const { vault, keys, keyring } = await createTestVault(db, policy);
 
+  const tokens = createTokenStore({ db, policy, keys, keyring, logger });
+
   return {
     db,
     vault,
+    tokens,
     keyring,
     policy,
     dataDir: db.dataDir,

@@ -108,7 +108,7 @@ export class AwsKmsKeyProvider implements KeyProvider {
 
   async unwrap(wrapped: WrappedKey, context: EncryptionContext): Promise<Buffer> {
     const keyId = keyIdOf(wrapped.kekVersion);
-    // Naming the key makes KMS refuse a blob of another key (IncorrectKeyException).
+    // Naming the key makes KMS reject a blob of another key (IncorrectKeyException).
     const output = await this.send(
       () => this.client.send(new DecryptCommand({ KeyId: keyId, CiphertextBlob: wrapped.ciphertext, EncryptionContext: { ...context } })),
     );
@@ -178,10 +178,9 @@ function keyIdOf(kekVersion: string): string {
 /**
  * Maps a failed KMS call to a DomicileError. A KMS that cannot be reached, times
  * out, throttles or has the key switched off gives `unavailable` (HTTP 503), so
- * reads and writes fail closed; a ciphertext that does not decrypt gives
+ * reads and writes fail closed. A ciphertext that does not decrypt gives
  * `internal` with one fixed message. The original error stays as `cause` for
- * the log; its message never contains key material because KMS never returns
- * plaintext in an error.
+ * the log. KMS error responses carry no key material or plaintext.
  */
 export function translateError(error: unknown, keyId: string): DomicileError {
   if (error instanceof DomicileError) {

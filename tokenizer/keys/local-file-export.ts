@@ -68,7 +68,9 @@ function associatedData(document: Pick<KeyFileExport, 'format' | 'kdf'>): Buffer
  */
 export async function exportLocalKeyFile(path: string, passphrase: string, parameters: ScryptParameters = SCRYPT_DEFAULTS): Promise<Buffer> {
   checkPassphrase(passphrase);
-  await checkKeyFileMode(path);
+  await checkKeyFileMode(path).catch((error: unknown) => {
+    throw (error as NodeJS.ErrnoException).code === 'ENOENT' ? new DomicileError('not_found', `local key file ${path} does not exist`) : error;
+  });
   const text = await readFile(path, 'utf8');
   const { keks, currentVersion } = parseKeyFile(path, text);
   const plaintext = Buffer.from(serialize(keks, currentVersion), 'utf8');
@@ -152,8 +154,8 @@ async function decryptExport(data: Buffer, passphrase: string): Promise<Buffer> 
 
 /**
  * Decrypts an export and writes it as the local key file at `path` (mode 0600).
- * An existing key file is kept when the export holds the same keys
- * (`unchanged`). It is replaced only when the export holds every key version of
+ * An existing key file is kept when the export contains the same keys
+ * (`unchanged`). It is replaced only when the export contains every key version of
  * the existing file with the same bytes, plus newer ones (`extended`), because
  * then no wrapped key can become unreadable. Any other existing file is an
  * error: overwriting it would lose the KEK of the data wrapped under it.

@@ -40,7 +40,7 @@ describe('openLocalKeyFile', () => {
 
   test('rejects a corrupt file without printing it', async () => {
     const path = join(folder, 'corrupt.json');
-    await writeFile(path, '{"format":"domicile-local-kek","currentVersion":1,"keys":{"1":"c2hvcnQ="}}');
+    await writeFile(path, '{"format":"domicile-local-kek","currentVersion":1,"keys":{"1":"c2hvcnQ="}}', { mode: 0o600 });
     await assert.rejects(openLocalKeyFile(path), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'internal');
       assert.doesNotMatch(error.message, /c2hvcnQ/);

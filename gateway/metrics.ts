@@ -1,0 +1,138 @@
+import type { Request, RequestHandler, Router } from 'express';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Database } from '../store/database.ts';
+import { outboxStats } from '../store/outbox.ts';
+import { authenticate, credentialOf, requireOperation } from './auth.ts';
+import { addRoute, type RouteSpec } from './openapi.ts';
+
+/**
+ * Prometheus metrics of the gateway listener. Labels are the method, the
+ * route template and the status code, never the path: a path can carry a
+ * subject token or a widget session. Each app gets its own registry, so
+ * several apps in one process (tests, benchmarks) do not collide.
+ */
+export interface GatewayMetrics {
+  registry: Registry;
+  /** Counts and times every request by route template; install before the routes. */
+  middleware: RequestHandler;
+}
+
+/** Route template of the matched route, with path escapes removed, or `unmatched`. */
+export function routeLabel(req: Request): string {
+  const route: unknown = req.route;
+  if (typeof route === 'object' && route !== null && 'path' in route && typeof route.path === 'string') {
+    return route.path.replace(/\\/g, '');
+  }
+  return 'unmatched';
+}
+
+export function createGatewayMetrics(options: { db?: Database; logger: Logger }): GatewayMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'domicile_' });
+
+  const requests = new Counter({
+    name: 'domicile_http_requests_total',
+    help: 'Requests to the gateway listener by method, route template and status code',
+    labelNames: ['method', 'route', 'status'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'domicile_http_request_duration_seconds',
+    help: 'Time from request to the end of the response, in seconds, by method, route template and status code',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+
+  if (options.db !== undefined) {
+    registerOutboxGauges(registry, options.db, options.logger);
+  }
+
+  const middleware: RequestHandler = (req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.once('finish', () => {
+      const labels = { method: req.method, route: routeLabel(req), status: String(res.statusCode) };
+      requests.inc(labels);
+      duration.observe(labels, Number(process.hrtime.bigint() - started) / 1e9);
+    });
+    next();
+  };
+  return { registry, middleware };
+}
+
+/**
+ * Outbox lag, read from the database at each scrape. A failed query leaves
+ * the gauges empty and sets `domicile_outbox_scrape_failed` to 1, so a scrape
+ * still succeeds while the database is down.
+ */
+function registerOutboxGauges(registry: Registry, db: Database, logger: Logger): void {
+  const failed = new Gauge({
+    name: 'domicile_outbox_scrape_failed',
+    help: '1 when the last scrape could not read the outbox, else 0',
+    registers: [registry],
+  });
+  const oldest = new Gauge({
+    name: 'domicile_outbox_oldest_pending_seconds',
+    help: 'Age of the oldest undelivered outbox event by destination, in seconds',
+    labelNames: ['destination'] as const,
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'domicile_outbox_pending',
+    help: 'Undelivered outbox events by destination',
+    labelNames: ['destination'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      oldest.reset();
+      try {
+        for (const stats of await outboxStats(db)) {
+          this.set({ destination: stats.destination }, stats.open);
+          oldest.set({ destination: stats.destination }, stats.oldestAgeSeconds);
+        }
+        failed.set(0);
+      } catch (error) {
+        failed.set(1);
+        logger.warn({ event: 'metrics.outbox_failed', errorName: error instanceof Error ? error.name : typeof error }, 'could not read the outbox for metrics');
+      }
+    },
+  });
+}
+
+/** Serves `GET /metrics`: anonymous when `metricsPublic`, else for credentials with `metrics:read`. */
+export function addMetricsRoute(router: Router, specs: RouteSpec[], metrics: GatewayMetrics, options: { db: Database; metricsPublic: boolean }): void {
+  const handlers: RequestHandler[] = options.metricsPublic
+    ? []
+    : [
+        authenticate(options.db),
+        (_req, res, next) => {
+          requireOperation(credentialOf(res), 'metrics:read');
+          next();
+        },
+      ];
+  addRoute(
+    router,
+    specs,
+    {
+      method: 'get',
+      path: '/metrics',
+      operationId: 'metrics',
+      summary: 'Prometheus metrics',
+      description: 'Needs a credential with metrics:read unless the gateway runs with DOMICILE_METRICS_PUBLIC=true.',
+      tags: ['operations'],
+      auth: 'metrics',
+      responses: {
+        200: { description: 'metrics in the Prometheus text format', contentType: 'text/plain' },
+        401: { description: 'missing or invalid API credential' },
+        403: { description: 'the credential lacks metrics:read' },
+      },
+    },
+    ...handlers,
+    async (_req, res) => {
+      const text = await metrics.registry.metrics();
+      res.setHeader('Cache-Control', 'no-store');
+      res.type(metrics.registry.contentType).send(text);
+    },
+  );
+}

@@ -1,0 +1,252 @@
+import { randomUUID } from 'node:crypto';
+import { DomicileError } from '../policy/errors.ts';
+import { blindIndex } from '../tokenizer/blind-index.ts';
+import { appendAuditEntries, type AuditEntry } from './audit.ts';
+import { canonicalJson } from './canonical.ts';
+import { withTransaction, type Queryable } from './database.ts';
+import { blindIndexNamespace, dataKeyContext, encryptField, generateSubjectToken, type EncryptedFields } from './record-crypto.ts';
+import type { Actor } from './types.ts';
+import { destinationsFor, type VaultDeps } from './vault-common.ts';
+import { validateValues, type ValidatedValues } from './vault-validate.ts';
+
+export interface BatchCreateItem {
+  recordType: string;
+  values: unknown;
+  purpose: string;
+  idempotencyKey?: string;
+}
+
+export type BatchCreateResult =
+  | { ok: true; subjectToken: string; version: number }
+  | { ok: false; error: DomicileError };
+
+interface NewRecord {
+  index: number;
+  item: BatchCreateItem;
+  validated: ValidatedValues;
+  requestHmac: Buffer;
+  subjectId: string;
+  subjectToken: string;
+  kekVersion: string;
+  wrapped: Buffer;
+  fields: EncryptedFields;
+}
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
+/** Attempts when a concurrent request claims one of the batch's idempotency keys first. */
+const MAX_ATTEMPTS = 3;
+
+/** A concurrent request claimed an idempotency key of the batch; the transaction rolls back and the batch is retried. */
+class IdempotencyRace extends Error {}
+
+/**
+ * Creates many records of new subjects in ONE transaction, with the same rows
+ * as one `create` per item: subject, data key, record, version, blind
+ * indexes, outbox events and an audit entry each. Items that fail validation
+ * or reuse an idempotency key for other values get their own error and do
+ * not stop the others. Items with an idempotency key used before return the
+ * earlier subject.
+ */
+export async function createRecords(deps: VaultDeps, input: { items: readonly BatchCreateItem[]; actor: Actor }): Promise<BatchCreateResult[]> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await createOnce(deps, input.items, input.actor);
+    } catch (error) {
+      if (!(error instanceof IdempotencyRace) || attempt >= MAX_ATTEMPTS) {
+        throw error;
+      }
+    }
+  }
+}
+
+async function createOnce(deps: VaultDeps, items: readonly BatchCreateItem[], actor: Actor): Promise<BatchCreateResult[]> {
+  const results: Array<BatchCreateResult | undefined> = new Array(items.length);
+  const pending: Array<Omit<NewRecord, 'subjectId' | 'subjectToken' | 'kekVersion' | 'wrapped' | 'fields'>> = [];
+
+  items.forEach((item, index) => {
+    try {
+      if (item.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(item.idempotencyKey)) {
+        throw new DomicileError('invalid_request', 'invalid request: $.idempotencyKey must be 1 to 200 printable ASCII characters', {
+          issues: [{ path: '$.idempotencyKey', message: 'must be 1 to 200 printable ASCII characters' }],
+        });
+      }
+      const validated = validateValues(deps.policy, { ...item, mode: 'create' });
+      const requestHmac = blindIndex(deps.keyring, 'idempotency-request', canonicalJson({ recordType: item.recordType, values: Object.fromEntries(validated.set) }));
+      pending.push({ index, item, validated, requestHmac });
+    } catch (error) {
+      if (!(error instanceof DomicileError)) throw error;
+      results[index] = { ok: false, error };
+    }
+  });
+
+  const fresh = await resolveIdempotent(deps, actor, pending, results);
+  const records = await Promise.all(fresh.map((entry) => encryptRecord(deps, entry)));
+  if (records.length > 0) {
+    await withTransaction(deps.db, (client) => insertRecords(deps, client, records, actor));
+  }
+  for (const record of records) {
+    results[record.index] = { ok: true, subjectToken: record.subjectToken, version: 1 };
+  }
+  // A key repeated inside the batch resolves to its first item's result.
+  for (const entry of pending) {
+    if (results[entry.index] === undefined) {
+      const first = fresh.find((other) => other.item.idempotencyKey === entry.item.idempotencyKey);
+      results[entry.index] = first === undefined ? { ok: false, error: new DomicileError('internal', 'batch item has no result') } : results[first.index];
+    }
+  }
+
+  deps.logger.info({ event: 'records.created', count: records.length, items: items.length }, 'created records in a batch');
+  return results.map((result) => result ?? { ok: false, error: new DomicileError('internal', 'batch item has no result') });
+}
+
+/**
+ * Fills in the results of items whose idempotency key was used before and
+ * returns the items that need a new subject. A repeated key inside the batch
+ * keeps only its first item; the caller copies that result to the others.
+ */
+async function resolveIdempotent<T extends { index: number; item: BatchCreateItem; requestHmac: Buffer }>(
+  deps: VaultDeps,
+  actor: Actor,
+  pending: readonly T[],
+  results: Array<BatchCreateResult | undefined>,
+): Promise<T[]> {
+  const keys = [...new Set(pending.flatMap((entry) => (entry.item.idempotencyKey === undefined ? [] : [entry.item.idempotencyKey])))];
+  const earlier = new Map<string, { token: string; version: number; request_hmac: Buffer; erased_at: Date | null }>();
+  if (keys.length > 0) {
+    const found = await deps.db.pool.query<{ key: string; token: string; version: number; request_hmac: Buffer; erased_at: Date | null }>(
+      `SELECT i.key, s.token, i.version, i.request_hmac, s.erased_at
+       FROM idempotency_keys i JOIN subjects s ON s.id = i.subject_id
+       WHERE i.actor_id = $1 AND i.key = ANY($2::text[])`,
+      [actor.id, keys],
+    );
+    for (const row of found.rows) earlier.set(row.key, row);
+  }
+
+  const fresh: T[] = [];
+  const firstHmac = new Map<string, Buffer>();
+  for (const entry of pending) {
+    const key = entry.item.idempotencyKey;
+    if (key === undefined) {
+      fresh.push(entry);
+      continue;
+    }
+    const row = earlier.get(key);
+    const hmac = row?.request_hmac ?? firstHmac.get(key);
+    // Erasure clears the stored hash, so a retry after erasure returns the erased subject.
+    if (hmac !== undefined && row?.erased_at == null && !hmac.equals(entry.requestHmac)) {
+      results[entry.index] = {
+        ok: false,
+        error: new DomicileError('conflict', 'idempotency key was already used for a request with other values', {
+          issues: [{ path: '$.idempotencyKey', message: 'was already used for a request with other values' }],
+        }),
+      };
+    } else if (row !== undefined) {
+      results[entry.index] = { ok: true, subjectToken: row.token, version: row.version };
+    } else if (!firstHmac.has(key)) {
+      firstHmac.set(key, entry.requestHmac);
+      fresh.push(entry);
+    }
+  }
+  return fresh;
+}
+
+async function encryptRecord(deps: VaultDeps, entry: Omit<NewRecord, 'subjectId' | 'subjectToken' | 'kekVersion' | 'wrapped' | 'fields'>): Promise<NewRecord> {
+  const subjectToken = generateSubjectToken();
+  const dataKey = await deps.keys.generateDataKey(dataKeyContext(subjectToken));
+  const fields: EncryptedFields = {};
+  for (const [field, value] of entry.validated.set) {
+    fields[field] = encryptField(dataKey.plaintext, { recordType: entry.item.recordType, subjectToken, field }, value);
+  }
+  dataKey.plaintext.fill(0);
+  return { ...entry, subjectId: randomUUID(), subjectToken, kekVersion: dataKey.wrapped.kekVersion, wrapped: dataKey.wrapped.ciphertext, fields };
+}
+
+/** Inserts each table's rows with one statement, from a JSON array of row objects. */
+async function insertRows(client: Queryable, sql: string, rows: readonly object[], extra: readonly unknown[] = []): Promise<number> {
+  if (rows.length === 0) return 0;
+  const result = await client.query(sql, [JSON.stringify(rows), ...extra]);
+  return result.rowCount ?? 0;
+}
+
+async function insertRecords(deps: VaultDeps, client: Queryable, records: readonly NewRecord[], actor: Actor): Promise<void> {
+  const { policy, keyring } = deps;
+  await insertRows(client, 'INSERT INTO subjects (id, token) SELECT x.id, x.token FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, token text)', records.map((r) => ({ id: r.subjectId, token: r.subjectToken })));
+
+  const keyed = records.filter((r) => r.item.idempotencyKey !== undefined);
+  const claimed = await insertRows(
+    client,
+    `INSERT INTO idempotency_keys (actor_id, key, record_type, request_hmac, subject_id, version)
+     SELECT $2::text, x.key, x.record_type, decode(x.hmac, 'hex'), x.subject_id, 1
+     FROM jsonb_to_recordset($1::jsonb) AS x(key text, record_type text, hmac text, subject_id uuid)
+     ON CONFLICT (actor_id, key) DO NOTHING`,
+    keyed.map((r) => ({ key: r.item.idempotencyKey, record_type: r.item.recordType, hmac: r.requestHmac.toString('hex'), subject_id: r.subjectId })),
+    [actor.id],
+  );
+  if (claimed !== keyed.length) {
+    throw new IdempotencyRace();
+  }
+
+  await insertRows(
+    client,
+    `INSERT INTO data_keys (subject_id, kek_version, wrapped)
+     SELECT x.subject_id, x.kek_version, decode(x.wrapped, 'hex') FROM jsonb_to_recordset($1::jsonb) AS x(subject_id uuid, kek_version text, wrapped text)`,
+    records.map((r) => ({ subject_id: r.subjectId, kek_version: r.kekVersion, wrapped: r.wrapped.toString('hex') })),
+  );
+  await insertRows(
+    client,
+    `INSERT INTO records (subject_id, record_type, fields, version, policy_version)
+     SELECT x.subject_id, x.record_type, x.fields, 1, x.policy_version FROM jsonb_to_recordset($1::jsonb) AS x(subject_id uuid, record_type text, fields jsonb, policy_version integer)`,
+    records.map((r) => ({ subject_id: r.subjectId, record_type: r.item.recordType, fields: r.fields, policy_version: policy.version })),
+  );
+  await insertRows(
+    client,
+    `INSERT INTO record_versions (subject_id, record_type, version, changed_fields, actor_id, actor_location, purpose, policy_version, fields)
+     SELECT x.subject_id, x.record_type, 1, ARRAY(SELECT jsonb_array_elements_text(x.changed)), x.actor_id, x.actor_location, x.purpose, x.policy_version, x.fields
+     FROM jsonb_to_recordset($1::jsonb) AS x(subject_id uuid, record_type text, changed jsonb, actor_id text, actor_location text, purpose text, policy_version integer, fields jsonb)`,
+    records.map((r) => ({
+      subject_id: r.subjectId,
+      record_type: r.item.recordType,
+      changed: Object.keys(r.fields),
+      actor_id: actor.id,
+      actor_location: actor.location,
+      purpose: r.item.purpose,
+      policy_version: policy.version,
+      fields: r.fields,
+    })),
+  );
+  await insertRows(
+    client,
+    `INSERT INTO blind_index (record_type, field, key_version, digest, subject_id)
+     SELECT x.record_type, x.field, x.key_version, decode(x.digest, 'hex'), x.subject_id
+     FROM jsonb_to_recordset($1::jsonb) AS x(record_type text, field text, key_version integer, digest text, subject_id uuid)`,
+    records.flatMap((r) =>
+      Object.entries(r.validated.recordPolicy.fields)
+        .filter(([field, definition]) => definition.searchable && r.validated.set.has(field))
+        .map(([field]) => ({
+          record_type: r.item.recordType,
+          field,
+          key_version: keyring.currentVersion,
+          digest: blindIndex(keyring, blindIndexNamespace(r.item.recordType, field), String(r.validated.set.get(field))).toString('hex'),
+          subject_id: r.subjectId,
+        })),
+    ),
+  );
+  await insertRows(
+    client,
+    `INSERT INTO outbox (destination, subject_id, subject_token, record_type, op, record_version)
+     SELECT x.destination, x.subject_id, x.subject_token, x.record_type, 'upsert', 1
+     FROM jsonb_to_recordset($1::jsonb) AS x(destination text, subject_id uuid, subject_token text, record_type text)`,
+    records.flatMap((r) =>
+      destinationsFor(policy, r.item.recordType).map((destination) => ({ destination, subject_id: r.subjectId, subject_token: r.subjectToken, record_type: r.item.recordType })),
+    ),
+  );
+  const audit: AuditEntry[] = records.map((r) => ({
+    actor,
+    action: 'record.create',
+    purpose: r.item.purpose,
+    subjectToken: r.subjectToken,
+    recordType: r.item.recordType,
+    fields: [...r.validated.set.keys()],
+  }));
+  await appendAuditEntries(client, keyring, audit);
+}
