@@ -2,6 +2,7 @@ import { Command, Option } from 'commander';
 import { DomicileError } from '../policy/index.ts';
 import { loadConfig } from './config.ts';
 import { registerCredentialCommands } from './credentials.ts';
+import { registerTokenizationKeyCommands } from './tokenization-keys.ts';
 import { registerKeyCommands } from './keys.ts';
 import { createLogger } from './logger.ts';
 import { startDomicile, type Role } from './start.ts';
@@ -63,6 +64,8 @@ audit
 
 registerCredentialCommands(program);
 registerKeyCommands(program);
+// After registerKeyCommands, so these join its `keys` command.
+registerTokenizationKeyCommands(program);
 
 try {
   await program.parseAsync(process.argv);

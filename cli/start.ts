@@ -10,6 +10,7 @@ import { startReplicationWorker } from '../replication/worker.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { loadKeyring } from '../store/keyring-store.ts';
 import { migrate } from '../store/migrate.ts';
+import { createTokenStore } from '../store/token-store.ts';
 import { createVault } from '../store/vault.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { productionWarnings, type Config } from './config.ts';
@@ -66,7 +67,16 @@ export async function startDomicile(config: Config, role: Role, logger: Logger):
       await startListeners(config, { policy, db, keyring, vault, logger }, running, closers);
     }
     if (role !== 'gateway') {
-      const worker = startReplicationWorker({ db, vault, policy, keyring, logger, dataDir: config.dataDir, pollMs: config.replicationPollMs });
+      const worker = startReplicationWorker({
+        db,
+        vault,
+        policy,
+        keyring,
+        logger,
+        dataDir: config.dataDir,
+        pollMs: config.replicationPollMs,
+        tokens: createTokenStore({ db, policy, keys, keyring, logger }),
+      });
       closers.push(() => worker.stop());
       logger.info({ event: 'worker.started', destinations: Object.keys(policy.destinations) }, 'replication worker started');
     }

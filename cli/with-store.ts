@@ -3,12 +3,14 @@ import { openDatabase, type Database } from '../store/database.ts';
 import { loadKeyring } from '../store/keyring-store.ts';
 import { migrate } from '../store/migrate.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
+import type { KeyProvider } from '../tokenizer/keys/provider.ts';
 import { loadConfig } from './config.ts';
 import { openKeyProvider } from './key-provider.ts';
 import { createLogger } from './logger.ts';
 
 export interface StoreContext {
   db: Database;
+  keys: KeyProvider;
   keyring: Keyring;
   logger: Logger;
 }
@@ -23,7 +25,7 @@ export async function withStore(run: (context: StoreContext) => Promise<void>): 
     try {
       await migrate(db, logger);
       const keyring = await loadKeyring(db, keys);
-      await run({ db, keyring, logger });
+      await run({ db, keys, keyring, logger });
     } finally {
       await db.close();
     }

@@ -5,7 +5,7 @@ import type { EgressForm, Policy } from '../policy/schema.ts';
 import type { RecordView } from '../store/types.ts';
 import { deterministicToken } from '../tokenizer/deterministic.ts';
 import { applyForm, destinationNamespace } from '../tokenizer/form.ts';
-import { projectionHasTokens, projectRecord, randomTokenRequests, serializePartialCopy } from './project.ts';
+import { projectRecord, randomTokenRequests, serializePartialCopy } from './project.ts';
 import { testKeyring, testPolicy } from './testing/fixtures.ts';
 
 const keyring = testKeyring();
@@ -67,6 +67,13 @@ describe('projectRecord', () => {
     assert.equal(copy.fields.vip, true);
   });
 
+  test('names the key version of each token', () => {
+    const copy = projectRecord(testPolicy(), 'aws', fullCustomer, keyring);
+
+    assert.deepEqual(copy.tokenVersions, { email: 1 });
+    assert.equal(projectRecord(testPolicy(), 'aws', customerView({ name: 'Max Muster' }), keyring).tokenVersions, undefined);
+  });
+
   test('applies a form stronger than the rule', () => {
     const copy = projectRecord(testPolicy(), 'analytics', fullCustomer, keyring);
 
@@ -106,17 +113,6 @@ describe('projectRecord', () => {
     assert.deepEqual(randomTokenRequests(testPolicy(), 'aws', view), []);
   });
 
-  test('projectionHasTokens finds token forms', () => {
-    assert.equal(projectionHasTokens(testPolicy(), 'aws', 'customer'), true);
-    assert.equal(projectionHasTokens(testPolicy(), 'analytics', 'customer'), true);
-
-    const policy: Policy = structuredClone(testPolicy());
-    const projection = policy.destinations.analytics?.records.customer;
-    assert.ok(projection);
-    projection.country = 'clear';
-    assert.equal(projectionHasTokens(policy, 'analytics', 'customer'), false);
-  });
-
   test('leaves out fields without a value', () => {
     const copy = projectRecord(testPolicy(), 'aws', customerView({ name: 'Max Muster', email: 'max@example.de' }), keyring);
 
@@ -130,7 +126,7 @@ describe('projectRecord', () => {
       assert.equal(body.includes(withheld), false, `body must not contain ${withheld}`);
     }
     assert.ok(body.endsWith('\n'));
-    assert.deepEqual(Object.keys(JSON.parse(body) as object), ['subjectToken', 'recordType', 'version', 'policyVersion', 'updatedAt', 'fields']);
+    assert.deepEqual(Object.keys(JSON.parse(body) as object), ['subjectToken', 'recordType', 'version', 'policyVersion', 'updatedAt', 'fields', 'tokenVersions']);
   });
 
   test('rejects a form weaker than the rule', () => {

@@ -93,11 +93,6 @@ export function randomTokenRequests(policy: Policy, destinationName: string, vie
   return requests;
 }
 
-/** True if a copy for the destination may contain tokens, whose keyring version then has to be recorded. */
-export function projectionHasTokens(policy: Policy, destinationName: string, recordTypeName: string): boolean {
-  return projectedFields(policy, destinationName, recordTypeName).some((projected) => projected.form === 'token');
-}
-
 /**
  * Projects a record for one destination: every field that the destination's
  * projection names is turned into its form with `applyForm`, and every other

@@ -127,6 +127,17 @@ for (const database of testDatabases()) {
       assert.match(String(partner.fields.loyaltyId), /^rnd_v1_[a-z2-7]{26}$/);
       assert.notEqual(partner.fields.email, copy.fields.email, 'own namespaces give other tokens');
 
+      const uses = await harness.db.pool.query<{ destination: string; key_version: number }>(
+        `SELECT u.destination, u.key_version FROM token_version_uses u JOIN subjects s ON s.id = u.subject_id
+         WHERE s.token = $1 ORDER BY u.destination`,
+        [created.subjectToken],
+      );
+      assert.deepEqual(uses.rows, [
+        { destination: 'analytics', key_version: 1 },
+        { destination: 'aws', key_version: 1 },
+        { destination: 'partner', key_version: 1 },
+      ]);
+
       assert.ok(running.stats.delivered >= 3);
       assert.equal(running.stats.pending, 0);
     });
@@ -262,18 +273,18 @@ for (const database of testDatabases()) {
       for (let index = 0; index < 30; index += 1) {
         tokens.push((await harness.vault.create({ recordType: 'customer', values: customerValues(100 + index), actor, purpose: 'signup' })).subjectToken);
       }
-      const one = startReplicationWorker({ ...harness, pollMs: 20, retry: fastRetry, batchSize: 4 });
-      const two = startReplicationWorker({ ...harness, pollMs: 20, retry: fastRetry, batchSize: 4 });
+      const firstWorker = startReplicationWorker({ ...harness, pollMs: 20, retry: fastRetry, batchSize: 4 });
+      const secondWorker = startReplicationWorker({ ...harness, pollMs: 20, retry: fastRetry, batchSize: 4 });
       try {
-        await Promise.all([one.drain(), two.drain()]);
+        await Promise.all([firstWorker.drain(), secondWorker.drain()]);
       } finally {
-        await Promise.all([one.stop(), two.stop()]);
+        await Promise.all([firstWorker.stop(), secondWorker.stop()]);
       }
 
       for (const token of tokens) {
         assert.ok(await readCopy(outbound(), token), `copy of ${token} must exist`);
       }
-      assert.ok(one.stats.delivered + two.stats.delivered >= 60);
+      assert.ok(firstWorker.stats.delivered + secondWorker.stats.delivered >= 60);
     });
 
     test('stop finishes and stays stopped', async () => {

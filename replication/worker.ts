@@ -7,7 +7,7 @@ import { randomTokenLookup, type TokenStore } from '../store/token-store.ts';
 import type { Vault } from '../store/vault.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { createDestination, partialCopyKey, type Destination } from './destinations/index.ts';
-import { projectionHasTokens, projectRecord, randomTokenRequests, serializePartialCopy } from './project.ts';
+import { projectRecord, randomTokenRequests, serializePartialCopy } from './project.ts';
 import { DEFAULT_RETRY, errorCode, retryDelayMs, type RetryPolicy } from './retry.ts';
 import { createReplicationStats, measureLag, type ReplicationStats } from './stats.ts';
 
@@ -338,8 +338,10 @@ async function deliverEvent(deliverer: Deliverer, name: string, destination: Des
   const copy = projectRecord(policy, name, loaded, keyring, randomToken === undefined ? {} : { randomToken });
 
   // Recorded before the put, so a keyring version is never retired while a copy abroad may still carry its tokens.
-  if (tokens !== undefined && projectionHasTokens(policy, name, loaded.recordType)) {
-    await tokens.recordTokenVersion({ destination: name, subjectToken: loaded.subjectToken, recordType: loaded.recordType, keyVersion: keyring.currentVersion });
+  // A copy can mix versions (a random token keeps the version it was made with), so the oldest one counts.
+  const versions = Object.values(copy.tokenVersions ?? {});
+  if (tokens !== undefined && versions.length > 0) {
+    await tokens.recordTokenVersion({ destination: name, subjectToken: loaded.subjectToken, recordType: loaded.recordType, keyVersion: Math.min(...versions) });
   }
   await destination.put(key, serializePartialCopy(copy));
 }

@@ -4,9 +4,11 @@ import type { Policy } from '../../policy/schema.ts';
 import { Keyring } from '../../tokenizer/keyring.ts';
 
 /**
- * A policy for replication tests: `customer` has a field for every egress
- * rule, and the folder destination `aws` receives some of them. Callers add
- * destinations with `withDestinations`.
+ * Returns the document of a policy for replication tests. `customer` has a
+ * field for every egress rule, and three folder destinations receive some of
+ * them: `aws`, `analytics` (a stronger form than the rule) and `partner` (own
+ * token namespaces and a random token). Tests may replace `destinations`
+ * before parsing.
  */
 export function testPolicyDocument(): { [key: string]: unknown } {
   return {

@@ -1,0 +1,74 @@
+import { DomicileError } from '../policy/errors.ts';
+import type { Keyring } from '../tokenizer/keyring.ts';
+import { appendAudit } from './audit.ts';
+import { withTransaction, type Database, type Queryable } from './database.ts';
+import type { Actor } from './types.ts';
+
+/** Rows that still need one tokenization key version; retiring it would strand them. */
+export interface TokenizationKeyUsage {
+  /** Search blind indexes computed with the version. */
+  blindIndexes: number;
+  /** Random token mappings filed under the version (their tokens start with `rnd_v<version>_`). */
+  randomTokens: number;
+  /** Partial copies abroad whose tokens were made with the version. */
+  partialCopies: number;
+  /** Audit log rows whose chain hash uses the version's audit key. */
+  auditEntries: number;
+}
+
+/** Counts what still depends on a tokenization key version. */
+export async function tokenizationKeyUsage(client: Queryable, version: number): Promise<TokenizationKeyUsage> {
+  const result = await client.query<{ blind: string; mappings: string; copies: string; audit: string }>(
+    `SELECT (SELECT count(*) FROM blind_index WHERE key_version = $1) AS blind,
+            (SELECT count(*) FROM token_mappings WHERE key_version = $1) AS mappings,
+            (SELECT count(*) FROM token_version_uses WHERE key_version = $1) AS copies,
+            (SELECT count(*) FROM audit_log WHERE key_version = $1) AS audit`,
+    [version],
+  );
+  const row = result.rows[0];
+  return {
+    blindIndexes: Number(row?.blind ?? 0),
+    randomTokens: Number(row?.mappings ?? 0),
+    partialCopies: Number(row?.copies ?? 0),
+    auditEntries: Number(row?.audit ?? 0),
+  };
+}
+
+function describeUsage(usage: TokenizationKeyUsage): string {
+  const parts = [
+    usage.blindIndexes > 0 ? `${usage.blindIndexes} search blind indexes` : undefined,
+    usage.randomTokens > 0 ? `${usage.randomTokens} random token mappings` : undefined,
+    usage.partialCopies > 0 ? `${usage.partialCopies} partial copies abroad` : undefined,
+    usage.auditEntries > 0 ? `${usage.auditEntries} audit log entries` : undefined,
+  ];
+  return parts.filter((part) => part !== undefined).join(', ');
+}
+
+/**
+ * Deletes the wrapped secret of a tokenization key version after checking, in
+ * the same transaction, that nothing needs it any more. Rejects the current
+ * version and an unknown one. Processes that loaded the keyring before keep
+ * the secret in memory until they restart.
+ */
+export async function retireTokenizationSecret(db: Database, keyring: Keyring, version: number, actor: Actor): Promise<void> {
+  if (version === keyring.currentVersion) {
+    throw new DomicileError('conflict', `tokenization key version ${version} is the current version; rotate first, then retire the old version`);
+  }
+  await withTransaction(db, async (client) => {
+    const current = await client.query<{ max: number | null }>('SELECT max(version) AS max FROM tokenization_keys');
+    if (current.rows[0]?.max === version) {
+      throw new DomicileError('conflict', `tokenization key version ${version} is the current version; rotate first, then retire the old version`);
+    }
+    const locked = await client.query('SELECT version FROM tokenization_keys WHERE version = $1 FOR UPDATE', [version]);
+    if (locked.rowCount !== 1) {
+      throw new DomicileError('not_found', `tokenization key version ${version} does not exist or was already retired`);
+    }
+    const usage = await tokenizationKeyUsage(client, version);
+    const described = describeUsage(usage);
+    if (described !== '') {
+      throw new DomicileError('conflict', `tokenization key version ${version} is still needed by ${described}; re-tokenize or erase that data before retiring it`);
+    }
+    await client.query('DELETE FROM tokenization_keys WHERE version = $1', [version]);
+    await appendAudit(client, keyring, { actor, action: 'tokenization-key.retire', fields: [] });
+  });
+}
