@@ -58,7 +58,7 @@ function post(agent: http.Agent, port: number, secret: string, body: string): Pr
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () => {
           if (response.statusCode !== 200) {
-            reject(new Error(`tokenize answered ${response.statusCode}`));
+            reject(new Error(`tokenize returned status ${response.statusCode}`));
             return;
           }
           // Parsed as a real client would, and checked so a failing batch is not counted.

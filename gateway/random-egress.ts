@@ -1,8 +1,31 @@
 import type { RecordView } from '../store/types.ts';
 import { randomTokenLookup, type RandomTokenRequest } from '../store/token-store.ts';
+import { parseToken } from '../tokenizer/deterministic.ts';
 import { fieldNamespace } from '../tokenizer/form.ts';
+import type { Keyring } from '../tokenizer/keyring.ts';
 import type { GatewayDeps } from './deps.ts';
 import { effectiveForm, recordForCaller, type RecordResponse, type Viewer } from './egress.ts';
+
+export interface TokenizedRecordResponse extends RecordResponse {
+  /**
+   * Tokenization key version of each field sent as a token. Format-preserving
+   * tokens cannot carry it, and detokenizing them needs it. Absent when no
+   * field is a token.
+   */
+  tokenVersions?: Record<string, number>;
+}
+
+/** Adds the key version of every token in the response, read from the token where it carries one. */
+function withTokenVersions(response: RecordResponse, keyring: Keyring): TokenizedRecordResponse {
+  const tokenVersions: Record<string, number> = {};
+  for (const [fieldName, form] of Object.entries(response.forms)) {
+    const value = response.values[fieldName];
+    if (form === 'token' && value !== undefined) {
+      tokenVersions[fieldName] = (typeof value === 'string' ? parseToken(value)?.version : undefined) ?? keyring.currentVersion;
+    }
+  }
+  return Object.keys(tokenVersions).length === 0 ? response : { ...response, tokenVersions };
+}
 
 /**
  * Shapes a record for a caller like `recordForCaller`, first resolving or
@@ -13,7 +36,7 @@ export async function recordWithRandomTokens(
   deps: Pick<GatewayDeps, 'policy' | 'keyring'> & { vault: Pick<GatewayDeps['vault'], 'tokens'> },
   view: RecordView,
   viewer: Viewer,
-): Promise<RecordResponse> {
+): Promise<TokenizedRecordResponse> {
   const recordType = deps.policy.recordTypes[view.recordType];
   const requests: RandomTokenRequest[] = [];
   for (const [fieldName, value] of Object.entries(view.values)) {
@@ -24,8 +47,8 @@ export async function recordWithRandomTokens(
     requests.push({ namespace: fieldNamespace(view.recordType, fieldName, field), value: String(value), stable: field.token.stable === true });
   }
   if (requests.length === 0) {
-    return recordForCaller(deps.policy, deps.keyring, view, viewer);
+    return withTokenVersions(recordForCaller(deps.policy, deps.keyring, view, viewer), deps.keyring);
   }
   const tokens = await deps.vault.tokens.randomTokensForSubject(view.subjectToken, requests);
-  return recordForCaller(deps.policy, deps.keyring, view, viewer, randomTokenLookup(tokens));
+  return withTokenVersions(recordForCaller(deps.policy, deps.keyring, view, viewer, randomTokenLookup(tokens)), deps.keyring);
 }

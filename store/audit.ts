@@ -264,17 +264,21 @@ export async function appendAuditEntries(client: Queryable, keyring: Keyring, en
     prevHash = hash;
   }
 
+  // One statement writes the rows and moves the head, to save a round trip
+  // while the head row is locked.
   await client.query(
-    `INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
-                            fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
-     SELECT x.seq, x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
-            ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.outcome, x.key_version,
-            decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts
-     FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
-          purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, outcome text,
-          key_version integer, prev_hash text, hash text, item_counts jsonb)`,
-    [JSON.stringify(rows)],
+    `WITH appended AS (
+       INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
+                              fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
+       SELECT x.seq, x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
+              ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.outcome, x.key_version,
+              decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts
+       FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
+            purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, outcome text,
+            key_version integer, prev_hash text, hash text, item_counts jsonb)
+     )
+     UPDATE audit_head SET seq = $2, hash = $3 WHERE id = 1`,
+    [JSON.stringify(rows), seq, prevHash],
   );
-  await client.query('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [seq, prevHash]);
   return Number(previous.seq) + 1;
 }

@@ -21,15 +21,22 @@ const DEFAULT_BATCH = 200;
 export async function rewrapKeys(
   db: Database,
   keys: KeyProvider,
-  options: { batchSize?: number; onProgress?: (done: number, total: number) => void } = {},
-): Promise<RewrapResult> {
+  options: {
+    batchSize?: number;
+    onProgress?: (done: number, total: number) => void;
+    /** Subject id to continue after, as saved by `onBatch` of an earlier, interrupted run. */
+    after?: string;
+    /** Called after each batch with the last subject id done; returning false stops the run before the next batch. */
+    onBatch?: (state: { cursor: string; dataKeys: number; total: number }) => Promise<boolean>;
+  } = {},
+): Promise<RewrapResult & { stopped: boolean }> {
   const current = keys.currentVersion();
   const batchSize = options.batchSize ?? DEFAULT_BATCH;
 
   const totals = await db.pool.query<{ count: string }>('SELECT count(*) AS count FROM data_keys WHERE kek_version <> $1', [current]);
   const total = Number(totals.rows[0]?.count ?? 0);
   let dataKeys = 0;
-  let after = '00000000-0000-0000-0000-000000000000';
+  let after = options.after ?? '00000000-0000-0000-0000-000000000000';
 
   for (;;) {
     const batch = await db.pool.query<{ subject_id: string; token: string; kek_version: string; wrapped: Buffer }>(
@@ -52,6 +59,9 @@ export async function rewrapKeys(
     if (batch.rows.length < batchSize) {
       break;
     }
+    if (options.onBatch !== undefined && !(await options.onBatch({ cursor: after, dataKeys, total }))) {
+      return { dataKeys, tokenizationSecrets: 0, stopped: true };
+    }
   }
 
   const secrets = await db.pool.query<{ version: number; kek_version: string; wrapped: Buffer }>(
@@ -68,7 +78,7 @@ export async function rewrapKeys(
     );
     tokenizationSecrets += updated.rowCount ?? 0;
   }
-  return { dataKeys, tokenizationSecrets };
+  return { dataKeys, tokenizationSecrets, stopped: false };
 }
 
 async function rewrap(keys: KeyProvider, wrapped: WrappedKey, context: EncryptionContext): Promise<WrappedKey> {

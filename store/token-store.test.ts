@@ -98,6 +98,16 @@ for (const database of testDatabases()) {
       assert.equal(valueOf(result), 'MB999111');
     });
 
+    test('concurrent stable tokenize gives one token', async () => {
+      const calls = Array.from({ length: 6 }, () =>
+        store.vault.tokens.tokenize({ actor, recordTypes: scope, items: [{ recordType: 'member', field: 'memberNo', value: 'MB424242' }] }),
+      );
+      const tokens = (await Promise.all(calls)).map(([result]) => tokenOf(result));
+      assert.equal(new Set(tokens).size, 1);
+      const rows = await db.pool.query("SELECT 1 FROM token_mappings WHERE namespace = 'member.memberNo' AND subject_id IS NULL AND token = $1", [tokens[0]]);
+      assert.equal(rows.rowCount, 1);
+    });
+
     test('unstable random tokens differ per subject', async () => {
       const first = await store.vault.create({ recordType: 'member', values: memberValues(6), actor, purpose: 'signup' });
       const second = await store.vault.create({ recordType: 'member', values: memberValues(6), actor, purpose: 'signup' });

@@ -161,85 +161,79 @@ async function encryptRecord(deps: VaultDeps, entry: Omit<NewRecord, 'subjectId'
   return { ...entry, subjectId: randomUUID(), subjectToken, kekVersion: dataKey.wrapped.kekVersion, wrapped: dataKey.wrapped.ciphertext, fields };
 }
 
-/** Inserts each table's rows with one statement, from a JSON array of row objects. */
-async function insertRows(client: Queryable, sql: string, rows: readonly object[], extra: readonly unknown[] = []): Promise<number> {
-  if (rows.length === 0) return 0;
-  const result = await client.query(sql, [JSON.stringify(rows), ...extra]);
-  return result.rowCount ?? 0;
-}
+/**
+ * Inserts the rows of every table in ONE statement of data-modifying CTEs, so
+ * a create costs one round trip however many tables it touches. Each CTE reads
+ * its rows from a JSON array parameter. Foreign keys are checked at the end
+ * of the statement, when the subjects exist. Returns the number of
+ * idempotency keys claimed.
+ */
+const INSERT_RECORDS_SQL = `
+WITH subject_rows AS (
+  INSERT INTO subjects (id, token)
+  SELECT x.id, x.token FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, token text)
+), key_rows AS (
+  INSERT INTO idempotency_keys (actor_id, key, record_type, request_hmac, subject_id, version)
+  SELECT $7::text, x.key, x.record_type, decode(x.hmac, 'hex'), x.subject_id, 1
+  FROM jsonb_to_recordset($2::jsonb) AS x(key text, record_type text, hmac text, subject_id uuid)
+  ON CONFLICT (actor_id, key) DO NOTHING
+  RETURNING 1
+), data_key_rows AS (
+  INSERT INTO data_keys (subject_id, kek_version, wrapped)
+  SELECT x.subject_id, x.kek_version, decode(x.wrapped, 'hex')
+  FROM jsonb_to_recordset($3::jsonb) AS x(subject_id uuid, kek_version text, wrapped text)
+), record_rows AS (
+  INSERT INTO records (subject_id, record_type, fields, version, policy_version)
+  SELECT x.subject_id, x.record_type, x.fields, 1, $8::integer
+  FROM jsonb_to_recordset($4::jsonb) AS x(subject_id uuid, record_type text, fields jsonb)
+), version_rows AS (
+  INSERT INTO record_versions (subject_id, record_type, version, changed_fields, actor_id, actor_location, purpose, policy_version, fields)
+  SELECT x.subject_id, x.record_type, 1, ARRAY(SELECT jsonb_array_elements_text(x.changed)), $7::text, $9::text, x.purpose, $8::integer, x.fields
+  FROM jsonb_to_recordset($4::jsonb) AS x(subject_id uuid, record_type text, changed jsonb, purpose text, fields jsonb)
+), index_rows AS (
+  INSERT INTO blind_index (record_type, field, key_version, digest, subject_id)
+  SELECT x.record_type, x.field, x.key_version, decode(x.digest, 'hex'), x.subject_id
+  FROM jsonb_to_recordset($5::jsonb) AS x(record_type text, field text, key_version integer, digest text, subject_id uuid)
+), outbox_rows AS (
+  INSERT INTO outbox (destination, subject_id, subject_token, record_type, op, record_version)
+  SELECT x.destination, x.subject_id, x.subject_token, x.record_type, 'upsert', 1
+  FROM jsonb_to_recordset($6::jsonb) AS x(destination text, subject_id uuid, subject_token text, record_type text)
+)
+SELECT count(*)::int AS claimed FROM key_rows`;
 
 async function insertRecords(deps: VaultDeps, client: Queryable, records: readonly NewRecord[], actor: Actor): Promise<void> {
   const { policy, keyring } = deps;
-  await insertRows(client, 'INSERT INTO subjects (id, token) SELECT x.id, x.token FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, token text)', records.map((r) => ({ id: r.subjectId, token: r.subjectToken })));
-
   const keyed = records.filter((r) => r.item.idempotencyKey !== undefined);
-  const claimed = await insertRows(
-    client,
-    `INSERT INTO idempotency_keys (actor_id, key, record_type, request_hmac, subject_id, version)
-     SELECT $2::text, x.key, x.record_type, decode(x.hmac, 'hex'), x.subject_id, 1
-     FROM jsonb_to_recordset($1::jsonb) AS x(key text, record_type text, hmac text, subject_id uuid)
-     ON CONFLICT (actor_id, key) DO NOTHING`,
-    keyed.map((r) => ({ key: r.item.idempotencyKey, record_type: r.item.recordType, hmac: r.requestHmac.toString('hex'), subject_id: r.subjectId })),
-    [actor.id],
+  const indexes = records.flatMap((r) =>
+    Object.entries(r.validated.recordPolicy.fields)
+      .filter(([field, definition]) => definition.searchable && r.validated.set.has(field))
+      .map(([field]) => ({
+        record_type: r.item.recordType,
+        field,
+        key_version: keyring.currentVersion,
+        digest: blindIndex(keyring, blindIndexNamespace(r.item.recordType, field), String(r.validated.set.get(field))).toString('hex'),
+        subject_id: r.subjectId,
+      })),
   );
-  if (claimed !== keyed.length) {
+  const outbox = records.flatMap((r) =>
+    destinationsFor(policy, r.item.recordType).map((destination) => ({ destination, subject_id: r.subjectId, subject_token: r.subjectToken, record_type: r.item.recordType })),
+  );
+
+  const result = await client.query<{ claimed: number }>(INSERT_RECORDS_SQL, [
+    JSON.stringify(records.map((r) => ({ id: r.subjectId, token: r.subjectToken }))),
+    JSON.stringify(keyed.map((r) => ({ key: r.item.idempotencyKey, record_type: r.item.recordType, hmac: r.requestHmac.toString('hex'), subject_id: r.subjectId }))),
+    JSON.stringify(records.map((r) => ({ subject_id: r.subjectId, kek_version: r.kekVersion, wrapped: r.wrapped.toString('hex') }))),
+    JSON.stringify(records.map((r) => ({ subject_id: r.subjectId, record_type: r.item.recordType, fields: r.fields, changed: Object.keys(r.fields), purpose: r.item.purpose }))),
+    JSON.stringify(indexes),
+    JSON.stringify(outbox),
+    actor.id,
+    policy.version,
+    actor.location,
+  ]);
+  if ((result.rows[0]?.claimed ?? 0) !== keyed.length) {
     throw new IdempotencyRace();
   }
 
-  await insertRows(
-    client,
-    `INSERT INTO data_keys (subject_id, kek_version, wrapped)
-     SELECT x.subject_id, x.kek_version, decode(x.wrapped, 'hex') FROM jsonb_to_recordset($1::jsonb) AS x(subject_id uuid, kek_version text, wrapped text)`,
-    records.map((r) => ({ subject_id: r.subjectId, kek_version: r.kekVersion, wrapped: r.wrapped.toString('hex') })),
-  );
-  await insertRows(
-    client,
-    `INSERT INTO records (subject_id, record_type, fields, version, policy_version)
-     SELECT x.subject_id, x.record_type, x.fields, 1, x.policy_version FROM jsonb_to_recordset($1::jsonb) AS x(subject_id uuid, record_type text, fields jsonb, policy_version integer)`,
-    records.map((r) => ({ subject_id: r.subjectId, record_type: r.item.recordType, fields: r.fields, policy_version: policy.version })),
-  );
-  await insertRows(
-    client,
-    `INSERT INTO record_versions (subject_id, record_type, version, changed_fields, actor_id, actor_location, purpose, policy_version, fields)
-     SELECT x.subject_id, x.record_type, 1, ARRAY(SELECT jsonb_array_elements_text(x.changed)), x.actor_id, x.actor_location, x.purpose, x.policy_version, x.fields
-     FROM jsonb_to_recordset($1::jsonb) AS x(subject_id uuid, record_type text, changed jsonb, actor_id text, actor_location text, purpose text, policy_version integer, fields jsonb)`,
-    records.map((r) => ({
-      subject_id: r.subjectId,
-      record_type: r.item.recordType,
-      changed: Object.keys(r.fields),
-      actor_id: actor.id,
-      actor_location: actor.location,
-      purpose: r.item.purpose,
-      policy_version: policy.version,
-      fields: r.fields,
-    })),
-  );
-  await insertRows(
-    client,
-    `INSERT INTO blind_index (record_type, field, key_version, digest, subject_id)
-     SELECT x.record_type, x.field, x.key_version, decode(x.digest, 'hex'), x.subject_id
-     FROM jsonb_to_recordset($1::jsonb) AS x(record_type text, field text, key_version integer, digest text, subject_id uuid)`,
-    records.flatMap((r) =>
-      Object.entries(r.validated.recordPolicy.fields)
-        .filter(([field, definition]) => definition.searchable && r.validated.set.has(field))
-        .map(([field]) => ({
-          record_type: r.item.recordType,
-          field,
-          key_version: keyring.currentVersion,
-          digest: blindIndex(keyring, blindIndexNamespace(r.item.recordType, field), String(r.validated.set.get(field))).toString('hex'),
-          subject_id: r.subjectId,
-        })),
-    ),
-  );
-  await insertRows(
-    client,
-    `INSERT INTO outbox (destination, subject_id, subject_token, record_type, op, record_version)
-     SELECT x.destination, x.subject_id, x.subject_token, x.record_type, 'upsert', 1
-     FROM jsonb_to_recordset($1::jsonb) AS x(destination text, subject_id uuid, subject_token text, record_type text)`,
-    records.flatMap((r) =>
-      destinationsFor(policy, r.item.recordType).map((destination) => ({ destination, subject_id: r.subjectId, subject_token: r.subjectToken, record_type: r.item.recordType })),
-    ),
-  );
   const audit: AuditEntry[] = records.map((r) => ({
     actor,
     action: 'record.create',

@@ -1,28 +1,23 @@
-import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { DomicileError } from '../policy/errors.ts';
 import { blindIndex } from '../tokenizer/blind-index.ts';
 import { normalizeValue } from '../tokenizer/normalize.ts';
 import { appendAudit } from './audit.ts';
-import { canonicalJson } from './canonical.ts';
 import { withTransaction } from './database.ts';
 import {
   blindIndexNamespace,
   dataKeyContext,
   decryptFields,
-  encryptField,
-  generateSubjectToken,
   unwrapDataKey,
-  writeBlindIndex,
   type EncryptedFields,
 } from './record-crypto.ts';
 import { createTokenStore, type TokenStore } from './token-store.ts';
 import type { Actor, RecordView } from './types.ts';
-import { enqueueForDestinations, findSubject, requireNotErased, type VaultDeps } from './vault-common.ts';
+import { findSubject, requireNotErased, type VaultDeps } from './vault-common.ts';
 import { createRecords, type BatchCreateItem, type BatchCreateResult } from './vault-batch.ts';
 import { listVersions, type RecordVersionInfo, type VersionsInput } from './vault-history.ts';
 import { eraseSubject, updateRecord, type UpdateInput } from './vault-update.ts';
-import { requirePurpose, validateValues } from './vault-validate.ts';
+import { requirePurpose } from './vault-validate.ts';
 
 export type { Actor, RecordView } from './types.ts';
 export type { UpdateInput } from './vault-update.ts';
@@ -79,10 +74,6 @@ interface RecordRow {
   updated_at: Date;
 }
 
-/** Rolls back a create whose idempotency key another request already used. */
-class IdempotencyKeyTaken extends Error {}
-
-const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,200}$/;
 
 /** Creates the store of authoritative records. Every write is one transaction with its outbox events and audit entry. */
 export function createVault(deps: VaultDeps): Vault {
@@ -99,123 +90,23 @@ export function createVault(deps: VaultDeps): Vault {
   };
 }
 
+/**
+ * Creates one record through the batch path, which writes every table in one
+ * statement. Validation, idempotency and conflict errors are thrown as they are.
+ */
 async function createRecord(deps: VaultDeps, input: CreateInput): Promise<{ subjectToken: string; version: number }> {
-  const { policy, keyring } = deps;
-  if (input.idempotencyKey !== undefined && !IDEMPOTENCY_KEY.test(input.idempotencyKey)) {
-    throw new DomicileError('invalid_request', 'invalid request: $.idempotencyKey must be 1 to 200 printable ASCII characters', {
-      issues: [{ path: '$.idempotencyKey', message: 'must be 1 to 200 printable ASCII characters' }],
-    });
-  }
-  const validated = validateValues(policy, { ...input, mode: 'create' });
-
-  // A keyed hash of the normalized request detects a key reused for other values without storing them.
-  const requestHmac = blindIndex(keyring, 'idempotency-request', canonicalJson({ recordType: input.recordType, values: Object.fromEntries(validated.set) }));
+  const item: BatchCreateItem = { recordType: input.recordType, values: input.values, purpose: input.purpose };
   if (input.idempotencyKey !== undefined) {
-    const earlier = await findIdempotent(deps, input.actor, input.idempotencyKey, requestHmac);
-    if (earlier !== undefined) {
-      return earlier;
-    }
+    item.idempotencyKey = input.idempotencyKey;
   }
-
-  const subjectId = randomUUID();
-  const subjectToken = generateSubjectToken();
-  const dataKey = await deps.keys.generateDataKey(dataKeyContext(subjectToken));
-  const location = { recordType: input.recordType, subjectToken };
-  const fields: EncryptedFields = {};
-  for (const [field, value] of validated.set) {
-    fields[field] = encryptField(dataKey.plaintext, { ...location, field }, value);
+  const [result] = await createRecords(deps, { items: [item], actor: input.actor });
+  if (result === undefined) {
+    throw new DomicileError('internal', 'create returned no result');
   }
-  dataKey.plaintext.fill(0);
-
-  try {
-    await withTransaction(deps.db, async (client) => {
-      await client.query('INSERT INTO subjects (id, token) VALUES ($1, $2)', [subjectId, subjectToken]);
-      if (input.idempotencyKey !== undefined) {
-        const claimed = await client.query(
-          `INSERT INTO idempotency_keys (actor_id, key, record_type, request_hmac, subject_id, version)
-           VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (actor_id, key) DO NOTHING`,
-          [input.actor.id, input.idempotencyKey, input.recordType, requestHmac, subjectId],
-        );
-        if (claimed.rowCount !== 1) {
-          throw new IdempotencyKeyTaken();
-        }
-      }
-      await client.query('INSERT INTO data_keys (subject_id, kek_version, wrapped) VALUES ($1, $2, $3)', [
-        subjectId,
-        dataKey.wrapped.kekVersion,
-        dataKey.wrapped.ciphertext,
-      ]);
-      await insertRecordAndVersion(deps, client, { subjectId, recordType: input.recordType, fields, actor: input.actor, purpose: input.purpose });
-      for (const [field, definition] of Object.entries(validated.recordPolicy.fields)) {
-        if (definition.searchable && validated.set.has(field)) {
-          await writeBlindIndex(client, keyring, { subjectId, recordType: input.recordType, field, value: validated.set.get(field) });
-        }
-      }
-      await enqueueForDestinations(client, policy, { subjectId, subjectToken, recordType: input.recordType, op: 'upsert', recordVersion: 1 });
-      await appendAudit(client, keyring, {
-        actor: input.actor,
-        action: 'record.create',
-        purpose: input.purpose,
-        subjectToken,
-        recordType: input.recordType,
-        fields: [...validated.set.keys()],
-      });
-    });
-  } catch (error) {
-    if (error instanceof IdempotencyKeyTaken && input.idempotencyKey !== undefined) {
-      const earlier = await findIdempotent(deps, input.actor, input.idempotencyKey, requestHmac);
-      if (earlier !== undefined) {
-        return earlier;
-      }
-    }
-    throw error;
+  if (!result.ok) {
+    throw result.error;
   }
-
-  deps.logger.info({ event: 'record.created', subjectToken, recordType: input.recordType, version: 1 }, 'created a record');
-  return { subjectToken, version: 1 };
-}
-
-async function insertRecordAndVersion(
-  deps: VaultDeps,
-  client: pg.PoolClient,
-  row: { subjectId: string; recordType: string; fields: EncryptedFields; actor: Actor; purpose: string },
-): Promise<void> {
-  const policyVersion = deps.policy.version;
-  await client.query(
-    'INSERT INTO records (subject_id, record_type, fields, version, policy_version) VALUES ($1, $2, $3, 1, $4)',
-    [row.subjectId, row.recordType, JSON.stringify(row.fields), policyVersion],
-  );
-  await client.query(
-    `INSERT INTO record_versions (subject_id, record_type, version, changed_fields, actor_id, actor_location, purpose, policy_version, fields)
-     VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8)`,
-    [row.subjectId, row.recordType, Object.keys(row.fields), row.actor.id, row.actor.location, row.purpose, policyVersion, JSON.stringify(row.fields)],
-  );
-}
-
-/** Returns the result of an earlier create with this key, or throws `conflict` when the key was used for other values. */
-async function findIdempotent(
-  deps: VaultDeps,
-  actor: Actor,
-  key: string,
-  requestHmac: Buffer,
-): Promise<{ subjectToken: string; version: number } | undefined> {
-  const result = await deps.db.pool.query<{ token: string; version: number; request_hmac: Buffer; erased_at: Date | null }>(
-    `SELECT s.token, i.version, i.request_hmac, s.erased_at
-     FROM idempotency_keys i JOIN subjects s ON s.id = i.subject_id
-     WHERE i.actor_id = $1 AND i.key = $2`,
-    [actor.id, key],
-  );
-  const row = result.rows[0];
-  if (row === undefined) {
-    return undefined;
-  }
-  // Erasure clears the stored hash, so a retry after erasure returns the erased subject instead of recreating it.
-  if (row.erased_at === null && !row.request_hmac.equals(requestHmac)) {
-    throw new DomicileError('conflict', 'idempotency key was already used for a request with other values', {
-      issues: [{ path: '$.idempotencyKey', message: 'was already used for a request with other values' }],
-    });
-  }
-  return { subjectToken: row.token, version: row.version };
+  return { subjectToken: result.subjectToken, version: result.version };
 }
 
 async function readRecord(deps: VaultDeps, input: ReadInput): Promise<RecordView> {

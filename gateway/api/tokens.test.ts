@@ -194,6 +194,7 @@ for (const database of testDatabases()) {
       assert.match(abroad.body.values.loyaltyId, /^rnd_v1_[a-z2-7]{26}$/);
       assert.match(abroad.body.values.memberNo, /^rnd_v1_[a-z2-7]{26}$/);
       assert.equal(abroad.body.forms.loyaltyId, 'token');
+      assert.deepEqual(abroad.body.tokenVersions, { email: 1, phone: 1, loyaltyId: 1, memberNo: 1 });
       assert.equal(abroad.body.values.name, undefined);
       const again = await read(secrets.abroad, first.body.subjectToken);
       assert.equal(again.body.values.loyaltyId, abroad.body.values.loyaltyId);

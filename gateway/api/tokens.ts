@@ -11,8 +11,8 @@ import { purposeName, recordTypeName } from './schemas.ts';
 export const TOKEN_BATCH_MAX = 1000;
 
 /**
- * Body limit of the two token routes. At 1000 items a body holds about 2 KB
- * per item, above the 256 characters that most fields allow after normalization.
+ * Body limit of the two token routes: at 1000 items it allows about 2 KB per
+ * item, above the 256 characters that most fields allow after normalization.
  */
 export const TOKEN_BODY_LIMIT = '2mb';
 
