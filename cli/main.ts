@@ -4,6 +4,8 @@ import { loadConfig } from './config.ts';
 import { registerCredentialCommands } from './credentials.ts';
 import { registerTokenizationKeyCommands } from './tokenization-keys.ts';
 import { registerKeyCommands } from './keys.ts';
+import { registerBackupCommands } from './backup.ts';
+import { registerRotationCommands } from './rotation.ts';
 import { createLogger } from './logger.ts';
 import { startDomicile, type Role } from './start.ts';
 import { withStore } from './with-store.ts';
@@ -66,6 +68,8 @@ registerCredentialCommands(program);
 registerKeyCommands(program);
 // After registerKeyCommands, so these join its `keys` command.
 registerTokenizationKeyCommands(program);
+registerRotationCommands(program);
+registerBackupCommands(program);
 
 try {
   await program.parseAsync(process.argv);

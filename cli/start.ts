@@ -4,18 +4,20 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { startExampleApp, type ExampleApp } from '../examples/aws-app/server.ts';
 import { createAppListener } from '../gateway/app-listener.ts';
-import { createGatewayApp } from '../gateway/gateway-listener.ts';
+import { createGatewayApp, type GatewayDeps } from '../gateway/gateway-listener.ts';
 import { DomicileError, loadPolicyFile, type Policy } from '../policy/index.ts';
 import { startReplicationWorker } from '../replication/worker.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { loadKeyring } from '../store/keyring-store.ts';
 import { migrate } from '../store/migrate.ts';
 import { createTokenStore } from '../store/token-store.ts';
+import { exportSubject } from '../store/subject-export.ts';
 import { createVault } from '../store/vault.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { productionWarnings, type Config } from './config.ts';
 import { openKeyProvider } from './key-provider.ts';
 import { ensureExampleCredential } from './example-credential.ts';
+import { prepareLifecycle, startMaintenance } from './lifecycle.ts';
 
 export type Role = 'all' | 'gateway' | 'worker';
 
@@ -59,12 +61,15 @@ export async function startDomicile(config: Config, role: Role, logger: Logger):
     closers.push(() => db.close());
     await migrate(db, logger);
     const keyring = await loadKeyring(db, keys);
-    const vault = createVault({ db, policy, keys, keyring, logger });
+    const lifecycle = await prepareLifecycle(config, db, keys, keyring, logger);
+    closers.push(() => lifecycle.close());
+    const vaultDeps = { db, policy, keys: lifecycle.keys, keyring, logger, erasureLog: lifecycle.erasureLog };
+    const vault = createVault(vaultDeps);
 
     const running: Running = { policy, db, keyring, appOrigin: undefined, gatewayOrigin: undefined, upstream: undefined, example: undefined, close };
 
     if (role !== 'worker') {
-      await startListeners(config, { policy, db, keyring, vault, logger }, running, closers);
+      await startListeners(config, { policy, db, keyring, vault, logger, subjectExport: (input) => exportSubject(vaultDeps, input) }, running, closers);
     }
     if (role !== 'gateway') {
       const worker = startReplicationWorker({
@@ -75,9 +80,11 @@ export async function startDomicile(config: Config, role: Role, logger: Logger):
         logger,
         dataDir: config.dataDir,
         pollMs: config.replicationPollMs,
-        tokens: createTokenStore({ db, policy, keys, keyring, logger }),
+        tokens: createTokenStore({ db, policy, keys: lifecycle.keys, keyring, logger }),
       });
       closers.push(() => worker.stop());
+      const maintenance = startMaintenance(config, vaultDeps, logger);
+      closers.push(() => maintenance.stop());
       logger.info({ event: 'worker.started', destinations: Object.keys(policy.destinations) }, 'replication worker started');
     }
 
@@ -97,10 +104,11 @@ interface Parts {
   keyring: Keyring;
   vault: ReturnType<typeof createVault>;
   logger: Logger;
+  subjectExport: GatewayDeps['subjectExport'];
 }
 
 async function startListeners(config: Config, parts: Parts, running: Running, closers: Array<() => Promise<void>>): Promise<void> {
-  const { policy, db, keyring, vault, logger } = parts;
+  const { policy, db, keyring, vault, logger, subjectExport } = parts;
 
   const gatewayServer = http.createServer();
   const gatewayPort = await listen(gatewayServer, config.host, config.gatewayPort);
@@ -137,6 +145,7 @@ async function startListeners(config: Config, parts: Parts, running: Running, cl
     appOrigins: [appOrigin],
     gatewayOrigin,
     ready: () => db.pool.query('SELECT 1').then(() => true, () => false),
+    ...(subjectExport === undefined ? {} : { subjectExport }),
   });
   gatewayServer.on('request', gatewayApp);
 
@@ -159,7 +168,13 @@ async function listen(server: http.Server, host: string, port: number): Promise<
   return (server.address() as AddressInfo).port;
 }
 
+/** Milliseconds that requests in flight get to finish at shutdown before their connections are cut. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
 async function closeServer(server: http.Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const grace = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+  await closed;
+  clearTimeout(grace);
 }

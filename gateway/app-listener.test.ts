@@ -35,6 +35,15 @@ function createUpstream(): { server: http.Server; seen: http.IncomingHttpHeaders
   const seen: http.IncomingHttpHeaders[] = [];
   const server = http.createServer((req, res) => {
     seen.push(req.headers);
+    if (req.url === '/hang') {
+      return;
+    }
+    if (req.url === '/broken') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '1000' });
+      res.write('partial');
+      setTimeout(() => req.socket.destroy(), 50);
+      return;
+    }
     if (req.url === '/stream') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       res.flushHeaders();
@@ -143,6 +152,27 @@ describe('app listener', () => {
     assert.equal(response.body.error.code, 'upstream_unavailable');
     assert.ok(!response.text.includes(CANARY));
     assert.ok(!response.text.includes('profile'));
+  });
+
+  test('proxy returns 504 when upstream stalls', async () => {
+    const impatient = createAppListener({ upstream: upstreamUrl, logger, upstreamTimeoutMs: 300 });
+    const response = await request(impatient).get('/hang');
+    assert.equal(response.status, 504);
+    assert.equal(response.body.error.code, 'upstream_timeout');
+    assert.ok(!response.text.includes('hang'));
+  });
+
+  test('proxy cuts the client off when upstream breaks a body', async () => {
+    const outcome = await new Promise<string>((resolve) => {
+      const req = http.get(`${appUrl}/broken`, (res) => {
+        res.resume();
+        res.on('end', () => resolve('ended'));
+        res.on('error', () => resolve('cut off'));
+        res.on('aborted', () => resolve('cut off'));
+      });
+      req.on('error', () => resolve('cut off'));
+    });
+    assert.equal(outcome, 'cut off');
   });
 
   test('proxy logs no path beyond its first segment', () => {

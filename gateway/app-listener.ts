@@ -17,13 +17,25 @@ export interface AppListenerOptions {
   trustForwardedHeaders?: boolean;
   /** Maximum idle keep-alive sockets to the upstream. */
   maxFreeSockets?: number;
+  /**
+   * Milliseconds the upstream connection may stay idle, waiting for response
+   * headers or for the next part of a body, before the request fails with 504
+   * (default 60 000).
+   */
+  upstreamTimeoutMs?: number;
 }
+
+/** Code given to an upstream request that the idle timeout ended. */
+const UPSTREAM_TIMEOUT = 'DOMICILE_UPSTREAM_TIMEOUT';
 
 const FORWARDED_HEADERS = ['x-forwarded-for', 'x-forwarded-host', 'x-forwarded-port', 'x-forwarded-proto', 'forwarded'];
 
-/** Body of the 502 response; it names neither the upstream nor the request. */
+/** Bodies of the 502 and 504 responses; they name neither the upstream nor the request. */
 const UPSTREAM_DOWN_BODY = JSON.stringify({
   error: { code: 'upstream_unavailable', message: 'the upstream web app is unavailable', issues: [] },
+});
+const UPSTREAM_TIMEOUT_BODY = JSON.stringify({
+  error: { code: 'upstream_timeout', message: 'the upstream web app did not respond in time', issues: [] },
 });
 
 /**
@@ -47,7 +59,7 @@ export function createAppListener(options: AppListenerOptions): http.Server {
     // The default plugins write the request URL into error bodies and logs, so
     // this listener brings its own error handling instead.
     ejectPlugins: true,
-    plugins: [upstreamErrorPlugin(logger)],
+    plugins: [upstreamErrorPlugin(logger, options.upstreamTimeoutMs ?? 60_000)],
   });
 
   // Upgraded sockets leave the server's connection tracking, so without this
@@ -62,7 +74,7 @@ export function createAppListener(options: AppListenerOptions): http.Server {
     }
     void proxy(req, res, (error: unknown) => {
       logger.error({ errorName: errorName(error) }, 'proxy middleware failed before forwarding');
-      respondUpstreamDown(res);
+      respondUpstreamFailed(res, 502);
     });
   });
 
@@ -92,12 +104,13 @@ export function createAppListener(options: AppListenerOptions): http.Server {
  * become a 502 (or a closed socket for WebSockets), and socket errors on
  * either side are caught so they cannot crash the process.
  */
-function upstreamErrorPlugin(logger: Logger): Plugin<http.IncomingMessage, http.ServerResponse> {
+function upstreamErrorPlugin(logger: Logger, upstreamTimeoutMs: number): Plugin<http.IncomingMessage, http.ServerResponse> {
   return (proxyServer) => {
     proxyServer.on('error', (error, req, resOrSocket) => {
-      logger.warn({ method: req.method, route: routeGroup(req.url), errorCode: errorCode(error) }, 'upstream request failed');
+      const code = errorCode(error);
+      logger.warn({ method: req.method, route: routeGroup(req.url), errorCode: code }, 'upstream request failed');
       if (resOrSocket instanceof http.ServerResponse) {
-        respondUpstreamDown(resOrSocket);
+        respondUpstreamFailed(resOrSocket, code === UPSTREAM_TIMEOUT ? 504 : 502);
       } else {
         resOrSocket.destroy();
       }
@@ -105,8 +118,11 @@ function upstreamErrorPlugin(logger: Logger): Plugin<http.IncomingMessage, http.
     proxyServer.on('econnreset', (error, req) => {
       logger.info({ method: req.method, route: routeGroup(req.url), errorCode: errorCode(error) }, 'client closed the connection');
     });
-    proxyServer.on('proxyReq', (_proxyReq, _req, res) => {
+    proxyServer.on('proxyReq', (proxyReq, _req, res) => {
       res.on('error', () => undefined);
+      proxyReq.setTimeout(upstreamTimeoutMs, () => {
+        proxyReq.destroy(Object.assign(new Error('upstream idle timeout'), { code: UPSTREAM_TIMEOUT }));
+      });
     });
     proxyServer.on('proxyReqWs', (_proxyReq, _req, socket) => {
       socket.on('error', () => undefined);
@@ -122,21 +138,29 @@ function upstreamErrorPlugin(logger: Logger): Plugin<http.IncomingMessage, http.
           proxyRes.destroy();
         }
       });
+      // An upstream that breaks off a response must not leave the client
+      // waiting for the rest of a body that will never come.
+      proxyRes.on('close', () => {
+        if (!proxyRes.complete) {
+          res.destroy();
+        }
+      });
     });
   };
 }
 
-function respondUpstreamDown(res: http.ServerResponse): void {
+function respondUpstreamFailed(res: http.ServerResponse, status: 502 | 504): void {
   if (res.headersSent) {
     res.destroy();
     return;
   }
-  res.writeHead(502, {
+  const body = status === 504 ? UPSTREAM_TIMEOUT_BODY : UPSTREAM_DOWN_BODY;
+  res.writeHead(status, {
     'content-type': 'application/json; charset=utf-8',
-    'content-length': Buffer.byteLength(UPSTREAM_DOWN_BODY),
+    'content-length': Buffer.byteLength(body),
     'cache-control': 'no-store',
   });
-  res.end(UPSTREAM_DOWN_BODY);
+  res.end(body);
 }
 
 function dropForwardedHeaders(req: http.IncomingMessage): void {

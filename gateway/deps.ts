@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Policy } from '../policy/index.ts';
 import type { Database } from '../store/database.ts';
+import type { ExportInput, SubjectExport } from '../store/subject-export.ts';
 import type { Vault } from '../store/vault.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 
@@ -30,4 +31,6 @@ export interface GatewayDeps {
    * required. Defaults to `DOMICILE_METRICS_PUBLIC=true` in the environment.
    */
   metricsPublic?: boolean;
+  /** Builds a subject access export; without it the export route answers 503. */
+  subjectExport?: (input: ExportInput) => Promise<SubjectExport>;
 }

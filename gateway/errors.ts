@@ -73,6 +73,16 @@ function handleError(logger: Logger, error: unknown, res: Response): void {
     sendError(res, code, message);
     return;
   }
+  // The router decodes path parameters and throws URIError on a malformed escape such as `%ZZ`.
+  if (error instanceof URIError) {
+    sendError(res, 'invalid_request', 'request path contains an invalid percent-encoding');
+    return;
+  }
+  // zlib fails with codes such as Z_DATA_ERROR when a body does not match its Content-Encoding.
+  if (codeOf(error)?.startsWith('Z_') === true) {
+    sendError(res, 'invalid_request', 'request body does not match its Content-Encoding');
+    return;
+  }
 
   // The error object is logged without its message, because a library error
   // (a Postgres error, a parser error) may quote a value.

@@ -167,6 +167,27 @@ for (const database of testDatabases()) {
       assert.deepEqual(leakedCanaries(response.text), []);
     });
 
+    test('body not matching Content-Encoding gives 400', async () => {
+      const response = await request(app)
+        .post('/api/v1/records')
+        .set('Authorization', `Bearer ${secrets.inCountry}`)
+        .set('Content-Type', 'application/json')
+        .set('Content-Encoding', 'gzip')
+        .send(JSON.stringify({ recordType: 'customer', values: person, purpose: 'signup' }));
+      assert.equal(response.status, 400);
+      assert.equal(response.body.error.message, 'request body does not match its Content-Encoding');
+      assert.deepEqual(leakedCanaries(response.text), []);
+    });
+
+    test('malformed percent-encoding in path gives 400', async () => {
+      const response = await request(app)
+        .get('/api/v1/records/sub_%ZZ?recordType=customer')
+        .set('Authorization', `Bearer ${secrets.inCountry}`)
+        .set('X-Access-Purpose', 'support');
+      assert.equal(response.status, 400);
+      assert.equal(response.body.error.message, 'request path contains an invalid percent-encoding');
+    });
+
     test('malformed JSON gives 400 without echo', async () => {
       const response = await request(app)
         .post('/api/v1/records')

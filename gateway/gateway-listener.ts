@@ -4,6 +4,7 @@ import { healthRouter } from './api/health.ts';
 import { recordsBatchRouter } from './api/records-batch.ts';
 import { recordQueriesRouter } from './api/records-query.ts';
 import { recordsRouter } from './api/records.ts';
+import { subjectExportRouter } from './api/subject-export.ts';
 import { tokensRouter } from './api/tokens.ts';
 import { widgetSessionsRouter } from './api/widget-sessions.ts';
 import type { GatewayDeps } from './deps.ts';
@@ -58,6 +59,7 @@ export function createGatewayApp(deps: GatewayDeps): express.Express {
   app.use(recordQueriesRouter(deps, specs));
   app.use(recordsBatchRouter(deps, specs));
   app.use(recordsRouter(deps, specs));
+  app.use(subjectExportRouter(deps, specs));
 
   const operations = Router();
   addMetricsRoute(operations, specs, metrics, { db: deps.db, metricsPublic: deps.metricsPublic ?? process.env['DOMICILE_METRICS_PUBLIC'] === 'true' });

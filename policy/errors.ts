@@ -20,6 +20,7 @@ export const ERROR_STATUS = {
   rate_limited: 429,
   internal: 500,
   upstream_unavailable: 502,
+  upstream_timeout: 504,
   unavailable: 503,
 } as const;
 

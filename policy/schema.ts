@@ -78,8 +78,14 @@ const fieldSchema = z.strictObject({
 });
 export type FieldPolicy = z.infer<typeof fieldSchema>;
 
+/** How long a record is kept after its last change; the worker role then erases its subject. */
+const retentionSchema = z.strictObject({
+  days: z.number().int().min(1).max(36_500),
+});
+
 const recordTypeSchema = z.strictObject({
   fields: z.record(identifier, fieldSchema).refine((fields) => Object.keys(fields).length > 0, 'must declare at least one field'),
+  retention: retentionSchema.optional(),
 });
 export type RecordTypePolicy = z.infer<typeof recordTypeSchema>;
 

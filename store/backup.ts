@@ -12,7 +12,7 @@ import type { Database } from './database.ts';
  *   "DMCBAK01" | uint32 BE header length | header JSON (UTF-8)
  *   frames: uint32 BE length | 12-byte nonce | AES-256-GCM ciphertext | 16-byte tag
  *
- * The header holds the backup key wrapped by the KEK (context
+ * The header contains the backup key wrapped by the KEK (context
  * `{ purpose: 'backup', backup: <id> }`), so restoring needs the same key
  * provider. Each frame's AAD is `<sha256 hex of the header>:<index>:<more|final>`,
  * so frames cannot be reordered, dropped, cut off at the end or moved to

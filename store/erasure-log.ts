@@ -7,7 +7,7 @@ import { canonicalJson } from './canonical.ts';
 /**
  * The erasure log: one JSON line per erasure in a file beside the database,
  * not in it, so that restoring an old backup can erase again every subject
- * erased since. A line holds the subject token and the erasure time, nothing
+ * erased since. A line contains the subject token and the erasure time, nothing
  * personal. Lines are chained: `hmac` = HMAC-SHA256(key, canonical JSON of the
  * other fields, `prev` included), with the key `derive('audit', 'erasure-log', keyVersion)`
  * of the keyring. The line format and the namespace must never change.
@@ -26,7 +26,7 @@ export interface ErasureLogEntry {
   hmac: string;
 }
 
-/** What the vault calls inside an erasure transaction, before it commits. */
+/** Append target of the vault, called inside each erasure transaction before it commits. */
 export interface ErasureLogWriter {
   append(entry: { subjectToken: string; erasedAt: string }): Promise<void>;
 }

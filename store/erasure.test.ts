@@ -34,7 +34,7 @@ async function countRows(db: Database, sql: string, parameters: unknown[]): Prom
   return Number(result.rows[0]?.count ?? 0);
 }
 
-/** Every row of every table as JSON text, to scan for leftovers of a subject. */
+/** Dumps every row of every table as JSON text, to scan for leftovers of a subject. */
 async function dumpAllTables(db: Database): Promise<string> {
   const tables = await db.pool.query<{ table_name: string }>(
     `SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'`,

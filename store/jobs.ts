@@ -3,8 +3,8 @@ import type { Database, Queryable } from './database.ts';
 /**
  * Maintenance jobs in the `jobs` table. Job states are `pending`, `running`,
  * `completed` and `failed`. A worker claims one job with FOR UPDATE SKIP
- * LOCKED and holds it for a lease; it saves a cursor after each batch, so when
- * it stops or its lease runs out another worker resumes after that cursor.
+ * LOCKED and keeps it for a lease. It saves a cursor after each batch, so
+ * when it stops or its lease runs out, another worker resumes after that cursor.
  */
 export type JobState = 'pending' | 'running' | 'completed' | 'failed';
 

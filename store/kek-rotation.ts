@@ -41,7 +41,7 @@ export async function startKekRotation(db: Database, keys: KeyProvider): Promise
   const kekVersion = canRotate(keys) ? await keys.rotate() : previousVersion;
   const remaining = await db.pool.query<{ count: string }>('SELECT count(*) AS count FROM data_keys WHERE kek_version <> $1', [kekVersion]);
   const job = await withTransaction(db, async (client) => {
-    const created = await createJob(client, { kind: KEK_REWRAP_JOB, params: { targetKekVersion: kekVersion }, total: Number(remaining.rows[0]?.count ?? 0) });
+    const created = await createJob(client, { kind: KEK_REWRAP_JOB, params: { targetKekVersion: kekVersion, previousKekVersion: previousVersion }, total: Number(remaining.rows[0]?.count ?? 0) });
     await supersedeJobs(client, KEK_REWRAP_JOB, created.id);
     return created;
   });
@@ -53,7 +53,11 @@ export async function kekStatus(db: Database): Promise<KekVersionStatus[]> {
   const dataKeys = await db.pool.query<{ kek_version: string; count: string }>('SELECT kek_version, count(*) AS count FROM data_keys GROUP BY kek_version');
   const secrets = await db.pool.query<{ kek_version: string; count: string }>('SELECT kek_version, count(*) AS count FROM tokenization_keys GROUP BY kek_version');
   const retired = await db.pool.query<{ version: string }>("SELECT DISTINCT params->>'kekVersion' AS version FROM jobs WHERE kind = $1", [KEK_RETIRE_JOB]);
-  const jobs = await db.pool.query<{ version: string }>("SELECT DISTINCT params->>'targetKekVersion' AS version FROM jobs WHERE kind = $1", [KEK_REWRAP_JOB]);
+  const jobs = await db.pool.query<{ version: string }>(
+    `SELECT params->>'targetKekVersion' AS version FROM jobs WHERE kind = $1
+     UNION SELECT params->>'previousKekVersion' FROM jobs WHERE kind = $1 AND params ? 'previousKekVersion'`,
+    [KEK_REWRAP_JOB],
+  );
 
   const byVersion = new Map<string, KekVersionStatus>();
   const entry = (kekVersion: string): KekVersionStatus => {
@@ -161,7 +165,7 @@ async function runRewrap(db: Database, keys: KeyProvider, job: Job, options: { l
         return saveJobProgress(db, job.id, { cursor: state.cursor, done, total: Math.max(job.total, done), leaseMs: options.leaseMs });
       },
     });
-    if (result.stopped) {
+    if (result.stopped === true) {
       return;
     }
     done = startDone + result.dataKeys;

@@ -29,7 +29,7 @@ export async function rewrapKeys(
     /** Called after each batch with the last subject id done; returning false stops the run before the next batch. */
     onBatch?: (state: { cursor: string; dataKeys: number; total: number }) => Promise<boolean>;
   } = {},
-): Promise<RewrapResult & { stopped: boolean }> {
+): Promise<RewrapResult & { stopped?: true }> {
   const current = keys.currentVersion();
   const batchSize = options.batchSize ?? DEFAULT_BATCH;
 
@@ -78,7 +78,7 @@ export async function rewrapKeys(
     );
     tokenizationSecrets += updated.rowCount ?? 0;
   }
-  return { dataKeys, tokenizationSecrets, stopped: false };
+  return { dataKeys, tokenizationSecrets };
 }
 
 async function rewrap(keys: KeyProvider, wrapped: WrappedKey, context: EncryptionContext): Promise<WrappedKey> {

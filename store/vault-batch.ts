@@ -16,13 +16,18 @@ export interface BatchCreateItem {
   idempotencyKey?: string;
 }
 
+/** An item with the actor that requested it; one transaction may carry items of several actors. */
+export interface ActorCreateItem extends BatchCreateItem {
+  actor: Actor;
+}
+
 export type BatchCreateResult =
   | { ok: true; subjectToken: string; version: number }
   | { ok: false; error: DomicileError };
 
 interface NewRecord {
   index: number;
-  item: BatchCreateItem;
+  item: ActorCreateItem;
   validated: ValidatedValues;
   requestHmac: Buffer;
   subjectId: string;
@@ -48,9 +53,14 @@ class IdempotencyRace extends Error {}
  * earlier subject.
  */
 export async function createRecords(deps: VaultDeps, input: { items: readonly BatchCreateItem[]; actor: Actor }): Promise<BatchCreateResult[]> {
+  return createForActors(deps, input.items.map((item) => ({ ...item, actor: input.actor })));
+}
+
+/** Like `createRecords`, with an actor per item. */
+export async function createForActors(deps: VaultDeps, items: readonly ActorCreateItem[]): Promise<BatchCreateResult[]> {
   for (let attempt = 1; ; attempt += 1) {
     try {
-      return await createOnce(deps, input.items, input.actor);
+      return await createOnce(deps, items);
     } catch (error) {
       if (!(error instanceof IdempotencyRace) || attempt >= MAX_ATTEMPTS) {
         throw error;
@@ -59,7 +69,7 @@ export async function createRecords(deps: VaultDeps, input: { items: readonly Ba
   }
 }
 
-async function createOnce(deps: VaultDeps, items: readonly BatchCreateItem[], actor: Actor): Promise<BatchCreateResult[]> {
+async function createOnce(deps: VaultDeps, items: readonly ActorCreateItem[]): Promise<BatchCreateResult[]> {
   const results: Array<BatchCreateResult | undefined> = new Array(items.length);
   const pending: Array<Omit<NewRecord, 'subjectId' | 'subjectToken' | 'kekVersion' | 'wrapped' | 'fields'>> = [];
 
@@ -79,10 +89,10 @@ async function createOnce(deps: VaultDeps, items: readonly BatchCreateItem[], ac
     }
   });
 
-  const fresh = await resolveIdempotent(deps, actor, pending, results);
+  const fresh = await resolveIdempotent(deps, pending, results);
   const records = await Promise.all(fresh.map((entry) => encryptRecord(deps, entry)));
   if (records.length > 0) {
-    await withTransaction(deps.db, (client) => insertRecords(deps, client, records, actor));
+    await withTransaction(deps.db, (client) => insertRecords(deps, client, records));
   }
   for (const record of records) {
     results[record.index] = { ok: true, subjectToken: record.subjectToken, version: 1 };
@@ -90,7 +100,7 @@ async function createOnce(deps: VaultDeps, items: readonly BatchCreateItem[], ac
   // A key repeated inside the batch resolves to its first item's result.
   for (const entry of pending) {
     if (results[entry.index] === undefined) {
-      const first = fresh.find((other) => other.item.idempotencyKey === entry.item.idempotencyKey);
+      const first = fresh.find((other) => other.item.actor.id === entry.item.actor.id && other.item.idempotencyKey === entry.item.idempotencyKey);
       results[entry.index] = first === undefined ? { ok: false, error: new DomicileError('internal', 'batch item has no result') } : results[first.index];
     }
   }
@@ -104,32 +114,35 @@ async function createOnce(deps: VaultDeps, items: readonly BatchCreateItem[], ac
  * returns the items that need a new subject. A repeated key inside the batch
  * keeps only its first item; the caller copies that result to the others.
  */
-async function resolveIdempotent<T extends { index: number; item: BatchCreateItem; requestHmac: Buffer }>(
+async function resolveIdempotent<T extends { index: number; item: ActorCreateItem; requestHmac: Buffer }>(
   deps: VaultDeps,
-  actor: Actor,
   pending: readonly T[],
   results: Array<BatchCreateResult | undefined>,
 ): Promise<T[]> {
-  const keys = [...new Set(pending.flatMap((entry) => (entry.item.idempotencyKey === undefined ? [] : [entry.item.idempotencyKey])))];
+  // Keys are per actor, so they are matched as (actor id, key) pairs.
+  const slot = (actorId: string, key: string): string => JSON.stringify([actorId, key]);
+  const keyed = pending.filter((entry) => entry.item.idempotencyKey !== undefined);
   const earlier = new Map<string, { token: string; version: number; request_hmac: Buffer; erased_at: Date | null }>();
-  if (keys.length > 0) {
-    const found = await deps.db.pool.query<{ key: string; token: string; version: number; request_hmac: Buffer; erased_at: Date | null }>(
-      `SELECT i.key, s.token, i.version, i.request_hmac, s.erased_at
-       FROM idempotency_keys i JOIN subjects s ON s.id = i.subject_id
-       WHERE i.actor_id = $1 AND i.key = ANY($2::text[])`,
-      [actor.id, keys],
+  if (keyed.length > 0) {
+    const found = await deps.db.pool.query<{ actor_id: string; key: string; token: string; version: number; request_hmac: Buffer; erased_at: Date | null }>(
+      `SELECT i.actor_id, i.key, s.token, i.version, i.request_hmac, s.erased_at
+       FROM idempotency_keys i
+       JOIN unnest($1::text[], $2::text[]) AS k(actor_id, key) ON k.actor_id = i.actor_id AND k.key = i.key
+       JOIN subjects s ON s.id = i.subject_id`,
+      [keyed.map((entry) => entry.item.actor.id), keyed.map((entry) => entry.item.idempotencyKey)],
     );
-    for (const row of found.rows) earlier.set(row.key, row);
+    for (const row of found.rows) earlier.set(slot(row.actor_id, row.key), row);
   }
 
   const fresh: T[] = [];
   const firstHmac = new Map<string, Buffer>();
   for (const entry of pending) {
-    const key = entry.item.idempotencyKey;
-    if (key === undefined) {
+    const idempotencyKey = entry.item.idempotencyKey;
+    if (idempotencyKey === undefined) {
       fresh.push(entry);
       continue;
     }
+    const key = slot(entry.item.actor.id, idempotencyKey);
     const row = earlier.get(key);
     const hmac = row?.request_hmac ?? firstHmac.get(key);
     // Erasure clears the stored hash, so a retry after erasure returns the erased subject.
@@ -174,8 +187,8 @@ WITH subject_rows AS (
   SELECT x.id, x.token FROM jsonb_to_recordset($1::jsonb) AS x(id uuid, token text)
 ), key_rows AS (
   INSERT INTO idempotency_keys (actor_id, key, record_type, request_hmac, subject_id, version)
-  SELECT $7::text, x.key, x.record_type, decode(x.hmac, 'hex'), x.subject_id, 1
-  FROM jsonb_to_recordset($2::jsonb) AS x(key text, record_type text, hmac text, subject_id uuid)
+  SELECT x.actor_id, x.key, x.record_type, decode(x.hmac, 'hex'), x.subject_id, 1
+  FROM jsonb_to_recordset($2::jsonb) AS x(actor_id text, key text, record_type text, hmac text, subject_id uuid)
   ON CONFLICT (actor_id, key) DO NOTHING
   RETURNING 1
 ), data_key_rows AS (
@@ -184,12 +197,12 @@ WITH subject_rows AS (
   FROM jsonb_to_recordset($3::jsonb) AS x(subject_id uuid, kek_version text, wrapped text)
 ), record_rows AS (
   INSERT INTO records (subject_id, record_type, fields, version, policy_version)
-  SELECT x.subject_id, x.record_type, x.fields, 1, $8::integer
+  SELECT x.subject_id, x.record_type, x.fields, 1, $7::integer
   FROM jsonb_to_recordset($4::jsonb) AS x(subject_id uuid, record_type text, fields jsonb)
 ), version_rows AS (
   INSERT INTO record_versions (subject_id, record_type, version, changed_fields, actor_id, actor_location, purpose, policy_version, fields)
-  SELECT x.subject_id, x.record_type, 1, ARRAY(SELECT jsonb_array_elements_text(x.changed)), $7::text, $9::text, x.purpose, $8::integer, x.fields
-  FROM jsonb_to_recordset($4::jsonb) AS x(subject_id uuid, record_type text, changed jsonb, purpose text, fields jsonb)
+  SELECT x.subject_id, x.record_type, 1, ARRAY(SELECT jsonb_array_elements_text(x.changed)), x.actor_id, x.actor_location, x.purpose, $7::integer, x.fields
+  FROM jsonb_to_recordset($4::jsonb) AS x(subject_id uuid, record_type text, changed jsonb, actor_id text, actor_location text, purpose text, fields jsonb)
 ), index_rows AS (
   INSERT INTO blind_index (record_type, field, key_version, digest, subject_id)
   SELECT x.record_type, x.field, x.key_version, decode(x.digest, 'hex'), x.subject_id
@@ -201,7 +214,7 @@ WITH subject_rows AS (
 )
 SELECT count(*)::int AS claimed FROM key_rows`;
 
-async function insertRecords(deps: VaultDeps, client: Queryable, records: readonly NewRecord[], actor: Actor): Promise<void> {
+async function insertRecords(deps: VaultDeps, client: Queryable, records: readonly NewRecord[]): Promise<void> {
   const { policy, keyring } = deps;
   const keyed = records.filter((r) => r.item.idempotencyKey !== undefined);
   const indexes = records.flatMap((r) =>
@@ -221,21 +234,19 @@ async function insertRecords(deps: VaultDeps, client: Queryable, records: readon
 
   const result = await client.query<{ claimed: number }>(INSERT_RECORDS_SQL, [
     JSON.stringify(records.map((r) => ({ id: r.subjectId, token: r.subjectToken }))),
-    JSON.stringify(keyed.map((r) => ({ key: r.item.idempotencyKey, record_type: r.item.recordType, hmac: r.requestHmac.toString('hex'), subject_id: r.subjectId }))),
+    JSON.stringify(keyed.map((r) => ({ actor_id: r.item.actor.id, key: r.item.idempotencyKey, record_type: r.item.recordType, hmac: r.requestHmac.toString('hex'), subject_id: r.subjectId }))),
     JSON.stringify(records.map((r) => ({ subject_id: r.subjectId, kek_version: r.kekVersion, wrapped: r.wrapped.toString('hex') }))),
-    JSON.stringify(records.map((r) => ({ subject_id: r.subjectId, record_type: r.item.recordType, fields: r.fields, changed: Object.keys(r.fields), purpose: r.item.purpose }))),
+    JSON.stringify(records.map((r) => ({ subject_id: r.subjectId, record_type: r.item.recordType, fields: r.fields, changed: Object.keys(r.fields), actor_id: r.item.actor.id, actor_location: r.item.actor.location, purpose: r.item.purpose }))),
     JSON.stringify(indexes),
     JSON.stringify(outbox),
-    actor.id,
     policy.version,
-    actor.location,
   ]);
   if ((result.rows[0]?.claimed ?? 0) !== keyed.length) {
     throw new IdempotencyRace();
   }
 
   const audit: AuditEntry[] = records.map((r) => ({
-    actor,
+    actor: r.item.actor,
     action: 'record.create',
     purpose: r.item.purpose,
     subjectToken: r.subjectToken,

@@ -14,7 +14,8 @@ import {
 import { createTokenStore, type TokenStore } from './token-store.ts';
 import type { Actor, RecordView } from './types.ts';
 import { findSubject, requireNotErased, type VaultDeps } from './vault-common.ts';
-import { createRecords, type BatchCreateItem, type BatchCreateResult } from './vault-batch.ts';
+import { createRecords, type ActorCreateItem, type BatchCreateItem, type BatchCreateResult } from './vault-batch.ts';
+import { createGroupCommitter } from './vault-group.ts';
 import { listVersions, type RecordVersionInfo, type VersionsInput } from './vault-history.ts';
 import { eraseSubject, updateRecord, type UpdateInput } from './vault-update.ts';
 import { requirePurpose } from './vault-validate.ts';
@@ -77,8 +78,10 @@ interface RecordRow {
 
 /** Creates the store of authoritative records. Every write is one transaction with its outbox events and audit entry. */
 export function createVault(deps: VaultDeps): Vault {
+  // Single creates go through the batch path in groups, see createGroupCommitter.
+  const createOne = createGroupCommitter(deps);
   return {
-    create: (input) => createRecord(deps, input),
+    create: (input) => createOne(toCreateItem(input)),
     createMany: (input) => createRecords(deps, input),
     read: (input) => readRecord(deps, input),
     update: (input) => updateRecord(deps, input),
@@ -90,23 +93,12 @@ export function createVault(deps: VaultDeps): Vault {
   };
 }
 
-/**
- * Creates one record through the batch path, which writes every table in one
- * statement. Validation, idempotency and conflict errors are thrown as they are.
- */
-async function createRecord(deps: VaultDeps, input: CreateInput): Promise<{ subjectToken: string; version: number }> {
-  const item: BatchCreateItem = { recordType: input.recordType, values: input.values, purpose: input.purpose };
+function toCreateItem(input: CreateInput): ActorCreateItem {
+  const item: ActorCreateItem = { recordType: input.recordType, values: input.values, purpose: input.purpose, actor: input.actor };
   if (input.idempotencyKey !== undefined) {
     item.idempotencyKey = input.idempotencyKey;
   }
-  const [result] = await createRecords(deps, { items: [item], actor: input.actor });
-  if (result === undefined) {
-    throw new DomicileError('internal', 'create returned no result');
-  }
-  if (!result.ok) {
-    throw result.error;
-  }
-  return { subjectToken: result.subjectToken, version: result.version };
+  return item;
 }
 
 async function readRecord(deps: VaultDeps, input: ReadInput): Promise<RecordView> {

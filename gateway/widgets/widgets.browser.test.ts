@@ -98,7 +98,7 @@ describe('collect widget in Chromium', { skip: chromiumPath === undefined ? NO_C
     await widget.locator('input[name="phone"]').fill('12');
     await widget.locator('button[type="submit"]').click();
     await widget.locator('#error-phone').waitFor();
-    assert.equal(await widget.locator('#error-phone').innerText(), 'Bitte prüfen Sie diesen Wert.');
+    assert.equal(await widget.locator('#error-phone').innerText(), 'Geben Sie eine Telefonnummer ein; für eine Nummer aus einem anderen Land mit Ländervorwahl, etwa +49.');
     assert.equal(await widget.locator('#error-name').isHidden(), true);
     assert.equal(await page.locator('#subject-token').innerText(), 'none yet');
     await page.close();

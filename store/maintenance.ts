@@ -1,0 +1,74 @@
+import type { Logger } from 'pino';
+import { DomicileError } from '../policy/errors.ts';
+import type { KekRewrapRunner } from './kek-rotation.ts';
+import { eraseLapsedSubjects, type RetentionOptions } from './retention.ts';
+import type { VaultDeps } from './vault-common.ts';
+
+export interface MaintenanceWorker {
+  /** Stops after the pass in flight. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs the worker role's periodic maintenance: KEK rewrap jobs and retention
+ * erasures. A pass that found work starts the next one at once; otherwise the
+ * loop waits `intervalMs`. Failures are logged and retried on the next pass.
+ */
+export function startMaintenanceWorker(options: {
+  deps: VaultDeps;
+  rewrap: KekRewrapRunner;
+  retention?: RetentionOptions;
+  intervalMs: number;
+  logger: Logger;
+}): MaintenanceWorker {
+  const { logger } = options;
+  let stopped = false;
+  let wake: (() => void) | undefined;
+
+  const pass = async (): Promise<boolean> => {
+    let busy = false;
+    try {
+      busy = (await options.rewrap.runOnce()) !== undefined;
+    } catch (error) {
+      logger.error({ event: 'maintenance.rewrap_failed', errorCode: codeOf(error) }, 'claiming a KEK rewrap job failed');
+    }
+    try {
+      const batch = options.retention?.batchSize ?? 100;
+      busy = (await eraseLapsedSubjects(options.deps, options.retention)) >= batch || busy;
+    } catch (error) {
+      logger.error({ event: 'maintenance.retention_failed', errorCode: codeOf(error) }, 'retention pass failed');
+    }
+    return busy;
+  };
+
+  const loop = (async () => {
+    while (!stopped) {
+      const busy = await pass();
+      if (!busy && !stopped) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, options.intervalMs);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
+    }
+  })();
+
+  return {
+    async stop() {
+      stopped = true;
+      wake?.();
+      await loop;
+    },
+  };
+}
+
+function codeOf(error: unknown): string {
+  if (error instanceof DomicileError) {
+    return error.code;
+  }
+  return typeof error === 'object' && error !== null && 'code' in error && typeof error.code === 'string' ? error.code : 'unknown';
+}
