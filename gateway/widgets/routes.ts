@@ -97,6 +97,9 @@ export function widgetsRouter(deps: GatewayDeps, signer: SessionSigner): Router 
       values: body.values,
       actor: { id: `widget:${claims.sub}:${claims.jti}`, location: 'in-country' },
       purpose: claims.purpose,
+      // One session creates at most one subject: a retry with the same values
+      // returns it again, and other values are rejected with 409.
+      idempotencyKey: claims.jti,
     });
     res.setHeader('Cache-Control', 'no-store');
     res.status(201).json({ subjectToken: created.subjectToken });

@@ -184,6 +184,22 @@ for (const database of testDatabases()) {
       assert.deepEqual(Object.keys(response.body), ['subjectToken']);
     });
 
+    test('widget session creates one subject only', async () => {
+      const session = await newSession();
+      const values = { name: 'Ilvane Corradi', email: 'ilvane.c@example.test', country: 'IT' };
+      const send = (body: object) =>
+        request(app).post('/widgets/v1/records').set('Authorization', `Bearer ${session}`).set('Origin', GATEWAY_ORIGIN).send(body);
+
+      const first = await send({ values });
+      assert.equal(first.status, 201, first.text);
+      const retry = await send({ values });
+      assert.equal(retry.status, 201, 'a retry with the same values is safe');
+      assert.equal(retry.body.subjectToken, first.body.subjectToken);
+      const other = await send({ values: { ...values, email: 'someone.else@example.test' } });
+      assert.equal(other.status, 409);
+      assert.ok(!other.text.includes('someone.else'));
+    });
+
     test('widget submit reports field issues without values', async () => {
       const session = await newSession();
       const response = await request(app)

@@ -136,7 +136,7 @@
     }
 
     button.disabled = false;
-    if (response.status === 401) {
+    if (response.status === 401 || response.status === 409) {
       setStatus(strings.expired, true);
       postToParent({ type: 'domicile:error', code: 'session_expired' });
     } else if (response.status === 400 && body.error && Array.isArray(body.error.issues)) {
