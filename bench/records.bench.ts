@@ -8,9 +8,9 @@
 //
 // The gateway listener runs on 127.0.0.1 in this process and is driven over
 // HTTP with a keep-alive agent, so the figures include the HTTP client's CPU
-// time. Against PGlite (the default) the database also runs in this process;
-// with DATABASE_URL it runs against a new database on that server, dropped at
-// the end.
+// time. Against PGlite (the default) the database also runs in this process.
+// With DATABASE_URL the benchmark creates a new database on that server and
+// drops it at the end.
 //
 // Settings (environment): BENCH_DURATION_MS (measured time per case and
 // round, default 3000), BENCH_WARMUP_MS (default 500), BENCH_CONCURRENCY
@@ -228,13 +228,13 @@ async function main(): Promise<void> {
     console.log(`batch ratio  ${batchRatio.toFixed(2)} (goal >= ${BATCH_GOAL}): ${batchRatio >= BATCH_GOAL ? 'met' : 'missed'}`);
     if (createRatio < CREATE_GOAL || batchRatio < BATCH_GOAL) {
       console.log(
-        'limits (an estimate from the figures above): compare vault.create without HTTP with the API figure to see the HTTP share. ' +
-          'A single create takes 6 round trips to the database against 1 for the raw insert: the credential check, BEGIN, one ' +
-          'statement that writes all 7 tables, the audit_head lock, the audit append, and COMMIT. The audit chain needs the previous ' +
-          'hash before it can hash the new entry, so every write transaction holds the audit_head row lock from the lock through its ' +
-          'commit: commits run one at a time and cannot share a WAL flush as concurrent raw inserts do. A batch shares that lock and ' +
-          'the round trips among its records and is then bound by CPU in this process: validation, a new data key wrapped by the KEK, ' +
-          'one AES-GCM encryption per field and keyed hashes for each record. ' +
+        'limits (an estimate from the figures above): vault.create without HTTP shows how much the HTTP path costs. ' +
+          'Every write transaction holds the audit_head row lock from the audit append through its commit, because each audit ' +
+          'entry hashes the previous one, so write transactions commit one at a time. Single creates that arrive together share ' +
+          'one transaction (group commit): BEGIN, one statement for the 7 tables, the audit lock, the audit append and COMMIT. ' +
+          'Each record also costs CPU in this process for validation, a new data key wrapped by the KEK, one AES-GCM encryption ' +
+          'per field and keyed hashes, which bounds batch creates. Reads are not grouped: each takes 6 round trips, 3 of them ' +
+          'under the audit lock. The load generator shares this process and its CPU with the gateway. ' +
           (db.kind === 'pglite' ? 'PGlite runs one transaction at a time on one connection in this process, so HTTP, JSON and crypto share its thread.' : ''),
       );
     }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { RequestHandler, Response } from 'express';
 import { DomicileError } from '../policy/index.ts';
 import { verifyCredential, type Credential, type CredentialOperation } from '../store/credentials.ts';
@@ -14,6 +15,48 @@ export function bearerToken(header: string | undefined): string | undefined {
 }
 
 /**
+ * Time in milliseconds for which a verified credential is reused without a
+ * database query. A revocation therefore takes effect on every gateway
+ * replica within this time. Failed verifications are never cached.
+ */
+export const CREDENTIAL_CACHE_MS = 5_000;
+const CREDENTIAL_CACHE_MAX = 1_000;
+
+interface CachedCredential {
+  credential: Credential;
+  expiresAt: number;
+}
+
+/** One cache per database, keyed by the SHA-256 of the secret, so the secret itself is not kept as a key. */
+const caches = new WeakMap<Database, Map<string, CachedCredential>>();
+
+async function verifyCached(db: Database, secret: string): Promise<Credential | undefined> {
+  let cache = caches.get(db);
+  if (cache === undefined) {
+    cache = new Map();
+    caches.set(db, cache);
+  }
+  const key = createHash('sha256').update(secret, 'utf8').digest('base64');
+  const now = Date.now();
+  const cached = cache.get(key);
+  if (cached !== undefined && cached.expiresAt > now) {
+    return cached.credential;
+  }
+  cache.delete(key);
+
+  const credential = await verifyCredential(db, secret);
+  if (credential !== undefined) {
+    if (cache.size >= CREDENTIAL_CACHE_MAX) {
+      // Maps iterate in insertion order, so this drops the oldest entry.
+      const oldest = cache.keys().next();
+      if (oldest.done !== true) cache.delete(oldest.value);
+    }
+    cache.set(key, { credential, expiresAt: now + CREDENTIAL_CACHE_MS });
+  }
+  return credential;
+}
+
+/**
  * Verifies the API credential of the request and stores it in `res.locals`.
  * Every failure gives the same 401, so no caller can learn from the response
  * whether a credential exists, was revoked or was mistyped.
@@ -22,7 +65,7 @@ export function authenticate(db: Database): RequestHandler {
   return async (req, res, next) => {
     res.setHeader('WWW-Authenticate', 'Bearer realm="domicile"');
     const secret = bearerToken(req.headers.authorization);
-    const credential = secret === undefined ? undefined : await verifyCredential(db, secret);
+    const credential = secret === undefined ? undefined : await verifyCached(db, secret);
     if (credential === undefined) {
       throw new DomicileError('unauthenticated', 'missing or invalid API credential: send Authorization: Bearer <secret>');
     }
@@ -33,9 +76,9 @@ export function authenticate(db: Database): RequestHandler {
 }
 
 /** Throws `forbidden` unless the credential belongs to a caller in the country. */
-export function requireInCountry(credential: Credential, what: string): void {
+export function requireInCountry(credential: Credential, feature: string): void {
   if (credential.location !== 'in-country') {
-    throw new DomicileError('forbidden', `${what} is open to in-country callers only`);
+    throw new DomicileError('forbidden', `${feature} is open to in-country callers only`);
   }
 }
 

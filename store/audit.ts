@@ -99,59 +99,7 @@ function chainHash(keyring: Keyring, row: Omit<AuditRow, 'hash'>): Buffer {
  * serialized: call it as the last step of a transaction.
  */
 export async function appendAudit(client: Queryable, keyring: Keyring, entry: AuditEntry): Promise<number> {
-  const head = await client.query<{ seq: string; hash: Buffer }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE');
-  const previous = head.rows[0];
-  if (previous === undefined) {
-    throw new Error('audit_head row is missing; run the migrations');
-  }
-
-  const version = keyring.currentVersion;
-  const valueHmacs: Record<string, string> = {};
-  for (const [name, value] of Object.entries(entry.values ?? {})) {
-    valueHmacs[name] = auditValueHmac(keyring, value, version);
-  }
-  const row: Omit<AuditRow, 'hash'> = {
-    seq: Number(previous.seq) + 1,
-    at: new Date().toISOString(),
-    actor_id: entry.actor.id,
-    actor_location: entry.actor.location,
-    action: entry.action,
-    purpose: entry.purpose ?? null,
-    subject_token: entry.subjectToken ?? null,
-    record_type: entry.recordType ?? null,
-    fields: [...(entry.fields ?? [])],
-    value_hmacs: valueHmacs,
-    item_counts: entry.itemCounts === undefined ? null : { ...entry.itemCounts },
-    outcome: entry.outcome ?? 'ok',
-    key_version: version,
-    prev_hash: previous.hash,
-  };
-  const hash = chainHash(keyring, row);
-
-  await client.query(
-    `INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
-                            fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-    [
-      row.seq,
-      row.at,
-      row.actor_id,
-      row.actor_location,
-      row.action,
-      row.purpose,
-      row.subject_token,
-      row.record_type,
-      row.fields,
-      JSON.stringify(row.value_hmacs),
-      row.outcome,
-      row.key_version,
-      row.prev_hash,
-      hash,
-      row.item_counts === null ? null : JSON.stringify(row.item_counts),
-    ],
-  );
-  await client.query('UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1', [row.seq, hash]);
-  return row.seq;
+  return appendAuditEntries(client, keyring, [entry]);
 }
 
 /**

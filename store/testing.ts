@@ -125,6 +125,22 @@ async function openTestPostgres(adminUrl: string, runMigrations: boolean): Promi
   };
 }
 
+/**
+ * Creates an empty database on the server of `adminUrl` for one test and returns
+ * its URL and a function that drops it, so tests that start the whole service
+ * never share data with an earlier run.
+ */
+export async function createScratchDatabase(adminUrl: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `domicile_test_${randomBytes(6).toString('hex')}`;
+  await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: () => adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
+}
+
 async function adminQuery(url: string, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();

@@ -111,9 +111,9 @@ async function readRecord(deps: VaultDeps, input: ReadInput): Promise<RecordView
     if (record === undefined) {
       throw new DomicileError('not_found', `subject has no ${input.recordType} record`);
     }
-    const wanted = input.fields === undefined ? record.fields : pickFields(record.fields, input.fields);
+    const selected = input.fields === undefined ? record.fields : pickFields(record.fields, input.fields);
     const dataKey = await unwrapDataKey(client, deps.keys, subject);
-    const values = decryptFields(dataKey, { recordType: input.recordType, subjectToken: subject.token }, wanted);
+    const values = decryptFields(dataKey, { recordType: input.recordType, subjectToken: subject.token }, selected);
     dataKey.fill(0);
 
     await appendAudit(client, deps.keyring, {

@@ -10,6 +10,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { loadConfig } from '../cli/config.ts';
 import { createLogger } from '../cli/logger.ts';
 import { startDomicile, type Running } from '../cli/start.ts';
+import { createScratchDatabase } from '../store/testing.ts';
 import { S3RVER_CREDENTIALS, startTestS3Server, type TestS3Server } from '../replication/testing/s3-server.ts';
 import { findCanaries, findChromium, freePort, launchChromium, LogCapture, NO_CHROMIUM, waitFor } from './support.ts';
 
@@ -40,6 +41,7 @@ describe('end-to-end flow in a browser', { skip: chromiumPath === undefined ? NO
   let s3: TestS3Server;
   let running: Running;
   let browser: Browser;
+  let dropDatabase: (() => Promise<void>) | undefined;
   const logs = new LogCapture();
 
   before(async () => {
@@ -54,13 +56,19 @@ describe('end-to-end flow in a browser', { skip: chromiumPath === undefined ? NO
     const policyFile = path.join(dataDir, 'policy.yaml');
     await writeFile(policyFile, stringifyYaml(policy));
 
+    let databaseUrl: string | undefined;
+    if (process.env.DATABASE_URL !== undefined && process.env.DATABASE_URL !== '') {
+      const scratch = await createScratchDatabase(process.env.DATABASE_URL);
+      databaseUrl = scratch.url;
+      dropDatabase = () => scratch.drop();
+    }
     const config = loadConfig({
       DOMICILE_DATA_DIR: dataDir,
       DOMICILE_POLICY: policyFile,
       DOMICILE_APP_PORT: String(await freePort()),
       DOMICILE_GATEWAY_PORT: String(await freePort()),
       DOMICILE_REPLICATION_POLL_MS: '50',
-      ...(process.env.DATABASE_URL === undefined ? {} : { DATABASE_URL: process.env.DATABASE_URL }),
+      ...(databaseUrl === undefined ? {} : { DATABASE_URL: databaseUrl }),
     });
     // The S3 destination takes its credentials from the standard AWS chain.
     process.env.AWS_ACCESS_KEY_ID = S3RVER_CREDENTIALS.accessKeyId;
@@ -72,6 +80,7 @@ describe('end-to-end flow in a browser', { skip: chromiumPath === undefined ? NO
   after(async () => {
     await browser?.close();
     await running?.close();
+    await dropDatabase?.();
     await s3?.dispose();
     await rm(dataDir, { recursive: true, force: true });
   });
