@@ -26,6 +26,15 @@ export interface Figures {
 
 const DEFAULT_MAX_OPERATIONS = 1_000_000;
 
+/** Reads a positive number from the environment variable `name`, or `fallback` when it is unset or empty. */
+export function readSetting(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got '${raw}'`);
+  return value;
+}
+
 interface Phase {
   latenciesMs: number[];
   errors: number;

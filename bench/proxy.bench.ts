@@ -20,7 +20,7 @@ import { devNull } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { createAppListener } from '../gateway/app-listener.ts';
-import { measure, medianRound, report, type Figures } from './harness.ts';
+import { measure, medianRound, readSetting, report, type Figures } from './harness.ts';
 
 interface ServerPorts {
   upstream: number;
@@ -31,14 +31,6 @@ interface ServerPorts {
 const SERVE_FLAG = '--serve';
 const RESPONSE_BODY = JSON.stringify({ id: 'sub_example', items: Array.from({ length: 8 }, (_, i) => ({ sku: `item-${i}`, quantity: i })) });
 const REQUEST_BODY = JSON.stringify({ note: 'x'.repeat(1000) });
-
-function readSetting(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got '${raw}'`);
-  return value;
-}
 
 function listen(server: http.Server): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -34,19 +34,11 @@ import { loadKeyring } from '../store/keyring-store.ts';
 import { migrate } from '../store/migrate.ts';
 import { createVault } from '../store/vault.ts';
 import { openLocalKeyFile } from '../tokenizer/keys/local-file.ts';
-import { measure, medianRound, report, type Figures, type MeasureOptions } from './harness.ts';
+import { measure, medianRound, readSetting, report, type Figures, type MeasureOptions } from './harness.ts';
 
 const BATCH_SIZE = 100;
 const CREATE_GOAL = 0.5;
 const BATCH_GOAL = 0.3;
-
-function readSetting(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got '${raw}'`);
-  return value;
-}
 
 const settings = {
   durationMs: readSetting('BENCH_DURATION_MS', 3000),

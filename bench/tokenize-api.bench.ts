@@ -14,20 +14,12 @@
 
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createGatewayApp } from '../gateway/gateway-listener.ts';
 import { createCredential } from '../store/credentials.ts';
 import { tokenTestPolicy } from '../store/fixtures/tokens.ts';
-import { createTestVault, silentLogger, testDatabases } from '../store/testing.ts';
+import { createTestVault, testDatabases } from '../store/testing.ts';
 import { deterministicToken } from '../tokenizer/deterministic.ts';
-import { measure, report, type Figures } from './harness.ts';
-
-function readSetting(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got '${raw}'`);
-  return value;
-}
+import { measure, readSetting, report, type Figures } from './harness.ts';
+import { createTestGateway } from '../gateway/testing.ts';
 
 const DURATION_MS = readSetting('BENCH_DURATION_MS', 3000);
 const WARMUP_MS = readSetting('BENCH_WARMUP_MS', 500);
@@ -89,16 +81,7 @@ async function main(): Promise<void> {
   const policy = tokenTestPolicy();
   const store = await createTestVault(db, policy);
   const { secret } = await createCredential(db, { name: 'bench', location: 'abroad', scopes: { operations: ['tokenize'], recordTypes: ['member'] } });
-  const app = createGatewayApp({
-    vault: store.vault,
-    db,
-    policy,
-    keyring: store.keyring,
-    logger: silentLogger(),
-    appOrigins: ['http://localhost:8080'],
-    gatewayOrigin: 'http://localhost:8081',
-    ready: async () => true,
-  });
+  const app = createTestGateway(db, policy, store);
   const server = http.createServer(app);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;

@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { FF1 } from '../tokenizer/ff1.ts';
 import { deterministicToken } from '../tokenizer/deterministic.ts';
 import { Keyring } from '../tokenizer/keyring.ts';
+import { readSetting } from './harness.ts';
 
 interface FF3Cipher {
   encrypt(plaintext: string): string;
@@ -25,14 +26,6 @@ const FF3Cipher = require('ff3/lib/FF3Cipher') as FF3CipherConstructor;
 /** Length of one measured slice; the cases alternate slice by slice. */
 const SLICE_MS = 50;
 const VALUE_COUNT = 4096;
-
-function readSetting(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name} must be a positive number, got '${raw}'`);
-  return value;
-}
 
 interface Case {
   name: string;

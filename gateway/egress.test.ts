@@ -5,13 +5,13 @@ import fc from 'fast-check';
 import request from 'supertest';
 import { EGRESS_FORMS, isAtLeastAsStrong, parsePolicy, type EgressForm } from '../policy/index.ts';
 import { createCredential, type CredentialScopes } from '../store/credentials.ts';
-import { createTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from '../store/testing.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from '../store/testing.ts';
 import type { RecordView } from '../store/types.ts';
 import { applyForm, fieldNamespace } from '../tokenizer/form.ts';
 import { Keyring } from '../tokenizer/keyring.ts';
 import { normalizeValue } from '../tokenizer/normalize.ts';
 import { recordForCaller, type RecordResponse, type Viewer } from './egress.ts';
-import { createGatewayApp } from './gateway-listener.ts';
+import { createTestGateway } from './testing.ts';
 
 /** A policy with every egress form, a field without mask rule and a random-token field. */
 const policy = parsePolicy({
@@ -169,24 +169,11 @@ for (const database of testDatabases()) {
     let app: Express;
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
-      app = createGatewayApp({
-        vault: store.vault,
-        db,
-        policy,
-        keyring: store.keyring,
-        logger: silentLogger(),
-        appOrigins: ['http://localhost:8080'],
-        gatewayOrigin: 'http://localhost:8081',
-        ready: async () => true,
-      });
+      ({ db, store } = await openTestVault(database, policy));
+      app = createTestGateway(db, policy, store);
     });
 
-    after(async () => {
-      await store.keys.close();
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     test('random credentials read only allowed forms', async () => {
       const writer = await createCredential(db, { name: 'writer', location: 'in-country', scopes: { operations: ['records:create'], recordTypes: ['person'] } });

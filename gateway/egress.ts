@@ -4,13 +4,8 @@ import type { RecordView } from '../store/types.ts';
 import { applyForm, fieldNamespace, type FormContext } from '../tokenizer/form.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 
-export interface RecordResponse {
-  subjectToken: string;
-  recordType: string;
-  version: number;
-  policyVersion: number;
-  updatedAt: string;
-  values: Record<string, string | number | boolean>;
+/** A record view as returned to one caller: only the fields it may see, each in its form. */
+export interface RecordResponse extends RecordView {
   /** Form of each returned value, never weaker than the caller's grant nor, abroad, the field's egress rule. */
   forms: Record<string, EgressForm>;
 }

@@ -6,12 +6,10 @@ import { pino } from 'pino';
 import request from 'supertest';
 import { loadPolicyFile } from '../policy/load.ts';
 import { createCredential } from '../store/credentials.ts';
-import { createTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from '../store/testing.ts';
-import { createGatewayApp } from './gateway-listener.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from '../store/testing.ts';
+import { createTestGateway } from './testing.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../examples/policy.yaml', import.meta.url)));
-const APP_ORIGIN = 'http://localhost:8080';
-const GATEWAY_ORIGIN = 'http://localhost:8081';
 
 /** Synthetic person with distinctive values, so finding one in a response or log cannot be chance. */
 const person = {
@@ -39,29 +37,19 @@ for (const database of testDatabases()) {
     const secrets = { inCountry: '', abroad: '', readOnly: '', otherType: '' };
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
       secrets.inCountry = (await createCredential(db, { name: 'crm', location: 'in-country', scopes: { operations: [...ALL_OPERATIONS], recordTypes: ['customer'] } })).secret;
       secrets.abroad = (await createCredential(db, { name: 'aws-backend', location: 'abroad', scopes: { operations: [...ALL_OPERATIONS], recordTypes: ['customer'] } })).secret;
       secrets.readOnly = (await createCredential(db, { name: 'reports', location: 'in-country', scopes: { operations: ['records:read'], recordTypes: ['customer'] } })).secret;
       secrets.otherType = (await createCredential(db, { name: 'other', location: 'in-country', scopes: { operations: [...ALL_OPERATIONS], recordTypes: ['employee'] } })).secret;
       const logger = pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) });
-      app = createGatewayApp({
-        vault: store.vault,
-        db,
-        policy,
-        keyring: store.keyring,
+      app = createTestGateway(db, policy, store, {
         logger,
-        appOrigins: [APP_ORIGIN],
-        gatewayOrigin: GATEWAY_ORIGIN,
         ready: async () => (await db.pool.query('SELECT 1')).rowCount === 1,
       });
     });
 
-    after(async () => {
-      await store.keys.close();
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     async function createPerson(secret = secrets.inCountry, values: Record<string, unknown> = person): Promise<string> {
       const response = await request(app)
@@ -289,15 +277,9 @@ for (const database of testDatabases()) {
     });
 
     test('unexpected failure gives fixed 500 message', async () => {
-      const failing = createGatewayApp({
+      const failing = createTestGateway(db, policy, store, {
         vault: { ...store.vault, read: () => Promise.reject(new Error(`lookup failed for ${person.email}`)) },
-        db,
-        policy,
-        keyring: store.keyring,
         logger: pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) }),
-        appOrigins: [APP_ORIGIN],
-        gatewayOrigin: GATEWAY_ORIGIN,
-        ready: async () => true,
       });
       const subjectToken = await createPerson();
       const response = await request(failing)

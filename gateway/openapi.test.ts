@@ -4,9 +4,9 @@ import { fileURLToPath } from 'node:url';
 import type { Express } from 'express';
 import request from 'supertest';
 import { loadPolicyFile } from '../policy/load.ts';
-import { createTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from '../store/testing.ts';
-import { createGatewayApp } from './gateway-listener.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from '../store/testing.ts';
 import { openApiPath } from './openapi.ts';
+import { createTestGateway } from './testing.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../examples/policy.yaml', import.meta.url)));
 
@@ -42,24 +42,11 @@ describe('OpenAPI document', () => {
 
   before(async () => {
     if (database === undefined) throw new Error('no test database');
-    db = await database.open();
-    store = await createTestVault(db, policy);
-    app = createGatewayApp({
-      vault: store.vault,
-      db,
-      policy,
-      keyring: store.keyring,
-      logger: silentLogger(),
-      appOrigins: ['http://localhost:8080'],
-      gatewayOrigin: 'http://localhost:8081',
-      ready: async () => true,
-    });
+    ({ db, store } = await openTestVault(database, policy));
+    app = createTestGateway(db, policy, store);
   });
 
-  after(async () => {
-    await store.keys.close();
-    await db.close();
-  });
+  after(() => closeTestVault(db, store));
 
   test('document lists every served route', async () => {
     const response = await request(app).get('/api/v1/openapi.json');

@@ -6,8 +6,8 @@ import request from 'supertest';
 import { loadPolicyFile } from '../policy/load.ts';
 import { verifyAudit } from '../store/audit.ts';
 import { createCredential, type CredentialScopes } from '../store/credentials.ts';
-import { createTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from '../store/testing.ts';
-import { createGatewayApp } from './gateway-listener.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from '../store/testing.ts';
+import { createTestGateway } from './testing.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../examples/policy.yaml', import.meta.url)));
 
@@ -38,31 +38,19 @@ for (const database of testDatabases()) {
     const secrets = { inCountry: '', abroad: '', createOnly: '', metrics: '', maskedEmail: '' };
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
       const make = async (name: string, location: 'in-country' | 'abroad', scopes: CredentialScopes) => (await createCredential(db, { name, location, scopes })).secret;
       secrets.inCountry = await make('crm', 'in-country', EVERYTHING);
       secrets.abroad = await make('aws', 'abroad', EVERYTHING);
       secrets.createOnly = await make('signup', 'in-country', { operations: ['records:create'], recordTypes: ['customer'] });
       secrets.metrics = await make('prometheus', 'in-country', { operations: ['metrics:read'], recordTypes: [] });
       secrets.maskedEmail = await make('support', 'in-country', { ...EVERYTHING, fields: { customer: { email: 'mask', country: 'clear' } } });
-      app = createGatewayApp({
-        vault: store.vault,
-        db,
-        policy,
-        keyring: store.keyring,
-        logger: silentLogger(),
-        appOrigins: ['http://localhost:8080'],
-        gatewayOrigin: 'http://localhost:8081',
-        ready: async () => true,
+      app = createTestGateway(db, policy, store, {
         metricsPublic: false,
       });
     });
 
-    after(async () => {
-      await store.keys.close();
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     const auth = (secret: string) => ({ Authorization: `Bearer ${secret}` });
 
@@ -319,15 +307,7 @@ for (const database of testDatabases()) {
     });
 
     test('metrics are anonymous when public', async () => {
-      const open = createGatewayApp({
-        vault: store.vault,
-        db,
-        policy,
-        keyring: store.keyring,
-        logger: silentLogger(),
-        appOrigins: ['http://localhost:8080'],
-        gatewayOrigin: 'http://localhost:8081',
-        ready: async () => true,
+      const open = createTestGateway(db, policy, store, {
         metricsPublic: true,
       });
       const response = await request(open).get('/metrics');

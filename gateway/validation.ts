@@ -1,6 +1,8 @@
 import type { RequestHandler } from 'express';
 import type { z } from 'zod';
 import { DomicileError, jsonPath, type Issue, type Policy } from '../policy/index.ts';
+import type { Credential, CredentialOperation } from '../store/credentials.ts';
+import { requireScope } from './auth.ts';
 
 /** Maximum size of a JSON request body. Larger bodies are rejected with 413. */
 export const BODY_LIMIT = '64kb';
@@ -71,4 +73,23 @@ export function requirePurpose(policy: Policy, purpose: string | undefined, path
     });
   }
   return purpose;
+}
+
+/**
+ * Parses a request part that names a record type, then checks that the policy
+ * declares the type and that the credential holds `operation` for it. The
+ * checks run in this order, so an unknown type is a 400 before any 403.
+ */
+export function parseScopedInput<T extends z.ZodType<{ recordType: string }>>(
+  schema: T,
+  input: unknown,
+  root: string,
+  policy: Policy,
+  credential: Credential,
+  operation: CredentialOperation,
+): z.output<T> {
+  const parsed = parseInput(schema, input, root);
+  requireRecordType(policy, parsed.recordType, `${root}.recordType`);
+  requireScope(credential, operation, parsed.recordType);
+  return parsed;
 }

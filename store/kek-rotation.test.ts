@@ -8,7 +8,7 @@ import { openLocalKeyFile, type LocalKeyProvider } from '../tokenizer/keys/local
 import type { KeyProvider } from '../tokenizer/keys/provider.ts';
 import { getJob } from './jobs.ts';
 import { createKekRewrapRunner, kekStatus, retireKekVersion, startKekRotation } from './kek-rotation.ts';
-import { createTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
+import { openTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
 import type { Actor } from './types.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../examples/policy.yaml', import.meta.url)));
@@ -46,8 +46,7 @@ for (const database of testDatabases()) {
     let workerKeys: LocalKeyProvider;
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
       keyFile = join(db.dataDir, 'keys', 'kek.json');
       // The worker's provider is opened before the rotation, as in a running worker process.
       workerKeys = await openLocalKeyFile(keyFile);

@@ -3,7 +3,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadPolicyFile } from '../policy/load.ts';
 import { claimOutbox, completeOutbox, failOutbox, outboxStats, retryDelayMs } from './outbox.ts';
-import { createTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
 import type { Actor } from './types.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../examples/policy.yaml', import.meta.url)));
@@ -16,12 +16,9 @@ for (const database of testDatabases()) {
     let store: TestVault;
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
     });
-    after(async () => {
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
     beforeEach(async () => {
       // Earlier tests' events would otherwise be claimed first.
       await db.pool.query('UPDATE outbox SET completed_at = now() WHERE completed_at IS NULL');

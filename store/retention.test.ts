@@ -8,7 +8,7 @@ import { loadKeyring } from './keyring-store.ts';
 import { createKekRewrapRunner } from './kek-rotation.ts';
 import { startMaintenanceWorker } from './maintenance.ts';
 import { RETENTION_ACTOR, eraseLapsedSubjects } from './retention.ts';
-import { createTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
+import { closeTestVault, openTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
 import type { Actor } from './types.ts';
 import type { VaultDeps } from './vault-common.ts';
 
@@ -39,13 +39,10 @@ for (const database of testDatabases()) {
     let deps: VaultDeps;
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
       deps = { db, policy, keys: store.keys, keyring: await loadKeyring(db, store.keys), logger: silentLogger() };
     });
-    after(async () => {
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     test('lapsed subjects are erased once', async () => {
       const tokens: string[] = [];

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { loadPolicyFile } from '../policy/load.ts';
 import { loadKeyring } from './keyring-store.ts';
 import { rewrapKeys } from './rewrap.ts';
-import { createTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
 import type { Actor } from './types.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../examples/policy.yaml', import.meta.url)));
@@ -16,12 +16,9 @@ for (const database of testDatabases()) {
     let store: TestVault;
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
     });
-    after(async () => {
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     test('rewrap moves every key to the new KEK', async () => {
       const tokens: string[] = [];

@@ -87,39 +87,31 @@ async function exists(path: string): Promise<boolean> {
 async function openTestPglite(runMigrations: boolean): Promise<OpenedTestDatabase> {
   const dataDir = await mkdtemp(join(tmpdir(), 'domicile-test-'));
   await cp(await pgliteTemplate(), join(dataDir, 'pgdata'), { recursive: true });
-  const logger = silentLogger();
-  const db = await openDatabase({ dataDir, logger });
-  if (runMigrations) {
-    await migrate(db, logger);
-  }
-  return {
-    ...db,
-    dataDir,
-    close: async () => {
-      await db.close();
-      await rm(dataDir, { recursive: true, force: true });
-    },
-  };
+  const db = await openDatabase({ dataDir, logger: silentLogger() });
+  return asTestDatabase(db, dataDir, runMigrations, async () => {});
 }
 
 async function openTestPostgres(adminUrl: string, runMigrations: boolean): Promise<OpenedTestDatabase> {
   const dataDir = await mkdtemp(join(tmpdir(), 'domicile-test-'));
-  const name = `domicile_test_${randomBytes(6).toString('hex')}`;
-  await adminQuery(adminUrl, `CREATE DATABASE ${name}`);
+  const scratch = await createScratchDatabase(adminUrl);
+  const db = await openDatabase({ databaseUrl: scratch.url, dataDir, logger: silentLogger(), poolMax: 5 });
+  return asTestDatabase(db, dataDir, runMigrations, scratch.drop);
+}
 
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  const logger = silentLogger();
-  const db = await openDatabase({ databaseUrl: url.toString(), dataDir, logger, poolMax: 5 });
+/**
+ * Migrates `db` when asked and wraps it so that `close()` closes it, then runs
+ * `dispose` (which drops a scratch database), then removes `dataDir`.
+ */
+async function asTestDatabase(db: Database, dataDir: string, runMigrations: boolean, dispose: () => Promise<void>): Promise<OpenedTestDatabase> {
   if (runMigrations) {
-    await migrate(db, logger);
+    await migrate(db, silentLogger());
   }
   return {
     ...db,
     dataDir,
     close: async () => {
       await db.close();
-      await adminQuery(adminUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await dispose();
       await rm(dataDir, { recursive: true, force: true });
     },
   };
@@ -157,10 +149,29 @@ export interface TestVault {
   keyring: Keyring;
 }
 
+/** A fresh test database together with the test vault over it. */
+export interface OpenedTestVault {
+  db: OpenedTestDatabase;
+  store: TestVault;
+}
+
 /** Opens a local key file in the database's temporary folder, loads the keyring and builds a vault. */
 export async function createTestVault(db: OpenedTestDatabase, policy: Policy): Promise<TestVault> {
   const keys = await openLocalKeyFile(join(db.dataDir, 'keys', 'kek.json'));
   const keyring = await loadKeyring(db, keys);
   const vault = createVault({ db, policy, keys, keyring, logger: silentLogger() });
   return { vault, keys, keyring };
+}
+
+/** Opens a fresh database of `database`, migrated, and builds a test vault over it. */
+export async function openTestVault(database: TestDatabase, policy: Policy): Promise<OpenedTestVault> {
+  const db = await database.open();
+  const store = await createTestVault(db, policy);
+  return { db, store };
+}
+
+/** Closes the vault's key provider, which zeroes its KEKs in memory, then closes and removes the database. */
+export async function closeTestVault(db: OpenedTestDatabase, store: TestVault): Promise<void> {
+  await store.keys.close();
+  await db.close();
 }

@@ -146,6 +146,30 @@ class BatchAudit {
   }
 }
 
+/**
+ * Yields the items whose field resolves, each recorded in `audit` as requested.
+ * An item that does not resolve gets its item error pushed to `results`, so
+ * `results` stays in item order while the caller pushes one result per yield.
+ */
+function* resolvedItems<T extends TokenizeItem | DetokenizeItem>(
+  policy: Policy,
+  recordTypes: readonly string[],
+  items: readonly T[],
+  results: TokenizeResult[] | DetokenizeResult[],
+  audit: BatchAudit,
+): Generator<{ index: number; item: T; at: string; resolved: ResolvedField }> {
+  for (const [index, item] of items.entries()) {
+    const at = `$.items[${index}]`;
+    const resolved = resolveField(policy, recordTypes, item, at);
+    if (isItemError(resolved)) {
+      results.push(resolved);
+      continue;
+    }
+    audit.asked(resolved.recordType, resolved.fieldName);
+    yield { index, item, at, resolved };
+  }
+}
+
 /** Turns a value or a token into the token of the field's kind; throws DomicileError `invalid_value` for bad values. */
 function tokenOf(deps: VaultDeps, resolved: ResolvedField, value: unknown): { text: string; token?: string } {
   const normalized = normalizeValue(resolved.field.type, value, { defaultRegion: deps.policy.defaultRegion, maxLength: resolved.field.maxLength });
@@ -166,14 +190,7 @@ export async function tokenizeBatch(deps: VaultDeps, namespaceKeys: NamespaceKey
   const pending: Array<{ index: number; resolved: ResolvedField; text: string }> = [];
   const keyVersion = deps.keyring.currentVersion;
 
-  for (const [index, item] of input.items.entries()) {
-    const at = `$.items[${index}]`;
-    const resolved = resolveField(deps.policy, input.recordTypes, item, at);
-    if (isItemError(resolved)) {
-      results.push(resolved);
-      continue;
-    }
-    audit.asked(resolved.recordType, resolved.fieldName);
+  for (const { index, item, at, resolved } of resolvedItems(deps.policy, input.recordTypes, input.items, results, audit)) {
     try {
       const { text, token } = tokenOf(deps, resolved, item.value);
       if (token === undefined) {
@@ -258,14 +275,7 @@ export async function detokenizeBatch(deps: VaultDeps, namespaceKeys: NamespaceK
   const audit = new BatchAudit();
   const pending: Array<{ index: number; resolved: ResolvedField; token: string }> = [];
 
-  for (const [index, item] of input.items.entries()) {
-    const at = `$.items[${index}]`;
-    const resolved = resolveField(deps.policy, input.recordTypes, item, at);
-    if (isItemError(resolved)) {
-      results.push(resolved);
-      continue;
-    }
-    audit.asked(resolved.recordType, resolved.fieldName);
+  for (const { index, item, at, resolved } of resolvedItems(deps.policy, input.recordTypes, input.items, results, audit)) {
     const local = detokenizeLocally(deps, resolved, item, at);
     if (local === undefined) {
       pending.push({ index, resolved, token: item.token });

@@ -5,7 +5,7 @@ import { parseToken } from '../tokenizer/deterministic.ts';
 import { verifyAudit } from './audit.ts';
 import { memberValues, tokenTestPolicy } from './fixtures/tokens.ts';
 import { loadKeyring, rotateTokenizationSecret } from './keyring-store.ts';
-import { createTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
 import type { DetokenizeResult, TokenizeResult } from './token-store.ts';
 import { retireTokenizationSecret, tokenizationKeyUsage } from './tokenization-retire.ts';
 import type { Actor } from './types.ts';
@@ -36,14 +36,10 @@ for (const database of testDatabases()) {
     let store: TestVault;
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
     });
 
-    after(async () => {
-      await store.keys.close();
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     async function subjectRandomToken(subjectToken: string, field: 'loyaltyId' | 'memberNo', value: string): Promise<string> {
       const tokens = await store.vault.tokens.randomTokensForSubject(subjectToken, [

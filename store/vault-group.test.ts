@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { DomicileError } from '../policy/errors.ts';
 import { loadPolicyFile } from '../policy/load.ts';
 import { verifyAudit } from './audit.ts';
-import { createTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
 import type { Actor } from './types.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../examples/policy.yaml', import.meta.url)));
@@ -21,14 +21,10 @@ for (const database of testDatabases()) {
     let store: TestVault;
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
     });
 
-    after(async () => {
-      await store.keys.close();
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     test('concurrent creates keep their own results', async () => {
       const outcomes = await Promise.allSettled([

@@ -5,7 +5,7 @@ import { DomicileError } from '../policy/errors.ts';
 import { loadPolicyFile } from '../policy/load.ts';
 import { decryptValue } from '../tokenizer/envelope.ts';
 import type { Database } from './database.ts';
-import { createTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
 import type { Actor } from './types.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../examples/policy.yaml', import.meta.url)));
@@ -59,12 +59,9 @@ for (const database of testDatabases()) {
     let store: TestVault;
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
     });
-    after(async () => {
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     test('create then read returns normalized values', async () => {
       const created = await store.vault.create({ recordType: 'customer', values: person, actor, purpose: 'signup' });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { projectRecord, randomTokenRequests, type PartialCopy } from '../replication/project.ts';
 import { memberValues, tokenTestPolicy } from '../store/fixtures/tokens.ts';
-import { createTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from '../store/testing.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from '../store/testing.ts';
 import { randomTokenLookup } from '../store/token-store.ts';
 import type { Actor } from '../store/types.ts';
 
@@ -15,14 +15,10 @@ for (const database of testDatabases()) {
     let store: TestVault;
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
     });
 
-    after(async () => {
-      await store.keys.close();
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     /** Projects a record the way the replication worker does: random tokens first, then the copy. */
     async function project(destination: string, subjectId: string): Promise<PartialCopy> {

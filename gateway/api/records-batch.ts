@@ -1,10 +1,10 @@
 import { Router } from 'express';
 import { DomicileError, type Issue } from '../../policy/index.ts';
 import type { BatchCreateItem } from '../../store/vault.ts';
-import { actorOf, authenticate, credentialOf, requireScope } from '../auth.ts';
+import { actorOf, authenticate, credentialOf } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
-import { parseInput, requireRecordType } from '../validation.ts';
+import { parseInput, parseScopedInput } from '../validation.ts';
 import { BATCH_MAX, batchBody, batchItem, batchResponse } from './schemas.ts';
 
 type ItemResult =
@@ -56,9 +56,7 @@ export function recordsBatchRouter(deps: GatewayDeps, specs: RouteSpec[]): Route
 
       body.records.forEach((raw, index) => {
         try {
-          const parsed = parseInput(batchItem, raw, '$');
-          requireRecordType(deps.policy, parsed.recordType, '$.recordType');
-          requireScope(credential, 'records:create', parsed.recordType);
+          const parsed = parseScopedInput(batchItem, raw, '$', deps.policy, credential, 'records:create');
           const item: BatchCreateItem = { recordType: parsed.recordType, values: parsed.values, purpose: parsed.purpose };
           if (parsed.idempotencyKey !== undefined) {
             item.idempotencyKey = parsed.idempotencyKey;

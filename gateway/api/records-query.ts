@@ -1,11 +1,11 @@
 import { Router } from 'express';
 import { DomicileError, type Policy } from '../../policy/index.ts';
-import { actorOf, authenticate, credentialOf, requireInCountry, requireScope } from '../auth.ts';
+import { actorOf, authenticate, credentialOf, requireInCountry } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { effectiveForm, type Viewer } from '../egress.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
-import { parseInput, requirePurpose, requireRecordType } from '../validation.ts';
-import { PURPOSE_HEADER } from './records.ts';
+import { parseScopedInput, requirePurpose } from '../validation.ts';
+import { headerPurpose } from './records.ts';
 import { lookupBody, lookupResponse, purposeHeaders, subjectTokenParams, versionsQuery, versionsResponse } from './schemas.ts';
 
 const TAGS = ['records'];
@@ -70,9 +70,7 @@ export function recordQueriesRouter(deps: GatewayDeps, specs: RouteSpec[]): Rout
           issues: [{ path: 'query', message: 'must be empty' }],
         });
       }
-      const body = parseInput(lookupBody, req.body, '$');
-      requireRecordType(policy, body.recordType, '$.recordType');
-      requireScope(credential, 'records:lookup', body.recordType);
+      const body = parseScopedInput(lookupBody, req.body, '$', policy, credential, 'records:lookup');
       const purpose = requirePurpose(policy, body.purpose, '$.purpose');
       requireSearchable(policy, body.recordType, body.field, credential);
 
@@ -108,11 +106,9 @@ export function recordQueriesRouter(deps: GatewayDeps, specs: RouteSpec[]): Rout
     auth,
     async (req, res) => {
       const credential = credentialOf(res);
-      const query = parseInput(versionsQuery, req.query, 'query');
-      requireRecordType(policy, query.recordType, 'query.recordType');
-      requireScope(credential, 'records:read', query.recordType);
+      const query = parseScopedInput(versionsQuery, req.query, 'query', policy, credential, 'records:read');
       requireInCountry(credential, 'record history');
-      const purpose = requirePurpose(policy, req.get(PURPOSE_HEADER), `header.${PURPOSE_HEADER}`);
+      const purpose = headerPurpose(req, policy);
       const subjectToken = String(req.params['subjectToken']);
 
       const versions = await vault.versions({

@@ -1,11 +1,11 @@
 import { Router, type Request } from 'express';
 import { DomicileError, type Policy } from '../../policy/index.ts';
-import { actorOf, authenticate, credentialOf, requireScope } from '../auth.ts';
+import { actorOf, authenticate, credentialOf } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { effectiveForm, type Viewer } from '../egress.ts';
 import { recordWithRandomTokens } from '../random-egress.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
-import { parseInput, requirePurpose, requireRecordType } from '../validation.ts';
+import { parseInput, parseScopedInput, requirePurpose } from '../validation.ts';
 import {
   createBody,
   idempotencyHeaders,
@@ -58,10 +58,9 @@ export function expectedVersion(header: string | undefined): number | undefined 
   return Number(match[1]);
 }
 
-function recordTypeOf(req: Request, policy: Policy): string {
-  const { recordType } = parseInput(recordTypeQuery, req.query, 'query');
-  requireRecordType(policy, recordType, 'query.recordType');
-  return recordType;
+/** Reads the access purpose of a request without a body from its `x-access-purpose` header. */
+export function headerPurpose(req: Request, policy: Policy): string {
+  return requirePurpose(policy, req.get(PURPOSE_HEADER), `header.${PURPOSE_HEADER}`);
 }
 
 /** Routes of `/api/v1/records`: create, read, update and erase by subject token. */
@@ -88,9 +87,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
     auth,
     async (req, res) => {
       const credential = credentialOf(res);
-      const body = parseInput(createBody, req.body, '$');
-      requireRecordType(policy, body.recordType, '$.recordType');
-      requireScope(credential, 'records:create', body.recordType);
+      const body = parseScopedInput(createBody, req.body, '$', policy, credential, 'records:create');
       const purpose = requirePurpose(policy, body.purpose, '$.purpose');
       const key = req.headers['idempotency-key'];
       const created = await vault.create({
@@ -124,9 +121,8 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
     auth,
     async (req, res) => {
       const credential = credentialOf(res);
-      const recordType = recordTypeOf(req, policy);
-      requireScope(credential, 'records:read', recordType);
-      const purpose = requirePurpose(policy, req.get(PURPOSE_HEADER), `header.${PURPOSE_HEADER}`);
+      const { recordType } = parseScopedInput(recordTypeQuery, req.query, 'query', policy, credential, 'records:read');
+      const purpose = headerPurpose(req, policy);
 
       const fields = visibleFields(policy, recordType, credential);
       const view = await vault.read({ subjectToken: String(req.params['subjectToken']), recordType, actor: actorOf(credential), purpose, fields });
@@ -161,9 +157,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
     auth,
     async (req, res) => {
       const credential = credentialOf(res);
-      const body = parseInput(updateBody, req.body, '$');
-      requireRecordType(policy, body.recordType, '$.recordType');
-      requireScope(credential, 'records:update', body.recordType);
+      const body = parseScopedInput(updateBody, req.body, '$', policy, credential, 'records:update');
       const purpose = requirePurpose(policy, body.purpose, '$.purpose');
       const expected = expectedVersion(req.get('if-match'));
 
@@ -198,9 +192,8 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
     auth,
     async (req, res) => {
       const credential = credentialOf(res);
-      const recordType = recordTypeOf(req, policy);
-      requireScope(credential, 'records:erase', recordType);
-      const purpose = requirePurpose(policy, req.get(PURPOSE_HEADER), `header.${PURPOSE_HEADER}`);
+      parseScopedInput(recordTypeQuery, req.query, 'query', policy, credential, 'records:erase');
+      const purpose = headerPurpose(req, policy);
 
       // Erasing a subject removes every record type it has, so the credential
       // needs the erase scope for the named type; the vault erases the subject.

@@ -6,8 +6,8 @@ import request from 'supertest';
 import { loadPolicyFile } from '../../policy/load.ts';
 import { createCredential, type CredentialScopes } from '../../store/credentials.ts';
 import { exportSubject } from '../../store/subject-export.ts';
-import { createTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from '../../store/testing.ts';
-import { createGatewayApp } from '../gateway-listener.ts';
+import { closeTestVault, openTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from '../../store/testing.ts';
+import { createTestGateway } from '../testing.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../../examples/policy.yaml', import.meta.url)));
 const READ: CredentialScopes = { operations: ['records:read'], recordTypes: ['customer'] };
@@ -21,30 +21,18 @@ for (const database of testDatabases()) {
     const secrets = { inCountry: '', abroad: '', createOnly: '', otherType: '' };
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
       const make = async (name: string, location: 'in-country' | 'abroad', scopes: CredentialScopes) => (await createCredential(db, { name, location, scopes })).secret;
       secrets.inCountry = await make('dpo', 'in-country', READ);
       secrets.abroad = await make('aws', 'abroad', READ);
       secrets.createOnly = await make('signup', 'in-country', { operations: ['records:create'], recordTypes: ['customer'] });
       secrets.otherType = await make('other', 'in-country', { operations: ['records:read'], recordTypes: ['invoice'] });
       const deps = { db, policy, keys: store.keys, keyring: store.keyring, logger: silentLogger() };
-      app = createGatewayApp({
-        vault: store.vault,
-        db,
-        policy,
-        keyring: store.keyring,
-        logger: silentLogger(),
-        appOrigins: ['http://localhost:8080'],
-        gatewayOrigin: 'http://localhost:8081',
-        ready: async () => true,
+      app = createTestGateway(db, policy, store, {
         subjectExport: (input) => exportSubject(deps, input),
       });
     });
-    after(async () => {
-      await store.keys.close();
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     const auth = (secret: string) => ({ Authorization: `Bearer ${secret}` });
 

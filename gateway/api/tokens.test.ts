@@ -4,9 +4,9 @@ import type { Express } from 'express';
 import request from 'supertest';
 import { createCredential } from '../../store/credentials.ts';
 import { memberValues, tokenTestPolicy } from '../../store/fixtures/tokens.ts';
-import { createTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from '../../store/testing.ts';
-import { createGatewayApp } from '../gateway-listener.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from '../../store/testing.ts';
 import { TOKEN_BATCH_MAX } from './tokens.ts';
+import { createTestGateway } from '../testing.ts';
 
 const policy = tokenTestPolicy();
 
@@ -27,29 +27,16 @@ for (const database of testDatabases()) {
     const secrets = { inCountry: '', abroad: '', readOnly: '', otherType: '' };
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
       const operations = ['tokenize', 'detokenize', 'records:create', 'records:read'] as const;
       secrets.inCountry = (await createCredential(db, { name: 'crm', location: 'in-country', scopes: { operations: [...operations], recordTypes: ['member'] } })).secret;
       secrets.abroad = (await createCredential(db, { name: 'aws', location: 'abroad', scopes: { operations: [...operations], recordTypes: ['member'] } })).secret;
       secrets.readOnly = (await createCredential(db, { name: 'reports', location: 'in-country', scopes: { operations: ['records:read'], recordTypes: ['member'] } })).secret;
       secrets.otherType = (await createCredential(db, { name: 'notes', location: 'in-country', scopes: { operations: [...operations], recordTypes: ['note'] } })).secret;
-      app = createGatewayApp({
-        vault: store.vault,
-        db,
-        policy,
-        keyring: store.keyring,
-        logger: silentLogger(),
-        appOrigins: ['http://localhost:8080'],
-        gatewayOrigin: 'http://localhost:8081',
-        ready: async () => true,
-      });
+      app = createTestGateway(db, policy, store);
     });
 
-    after(async () => {
-      await store.keys.close();
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     function tokenize(secret: string, items: unknown[]): request.Test {
       return request(app).post('/api/v1/tokenize').set('Authorization', `Bearer ${secret}`).send({ items });

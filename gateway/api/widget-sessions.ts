@@ -1,10 +1,10 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { DomicileError } from '../../policy/index.ts';
-import { authenticate, credentialOf, requireScope } from '../auth.ts';
+import { authenticate, credentialOf } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
-import { parseInput, requirePurpose, requireRecordType } from '../validation.ts';
+import { parseScopedInput, requirePurpose } from '../validation.ts';
 import type { SessionSigner } from '../widgets/session.ts';
 
 const sessionBody = z.strictObject({
@@ -36,9 +36,7 @@ export function widgetSessionsRouter(deps: GatewayDeps, signer: SessionSigner, s
 
   addRoute(router, specs, spec, authenticate(deps.db), async (req, res) => {
     const credential = credentialOf(res);
-    const body = parseInput(sessionBody, req.body, '$');
-    requireRecordType(deps.policy, body.recordType, '$.recordType');
-    requireScope(credential, 'widget-sessions:create', body.recordType);
+    const body = parseScopedInput(sessionBody, req.body, '$', deps.policy, credential, 'widget-sessions:create');
     const purpose = requirePurpose(deps.policy, body.purpose, '$.purpose');
     if (!deps.appOrigins.includes(body.parentOrigin)) {
       throw new DomicileError('invalid_request', '$.parentOrigin is not an app origin that the gateway allows', {

@@ -5,15 +5,15 @@ import type { Express } from 'express';
 import request from 'supertest';
 import { loadPolicyFile } from '../../policy/load.ts';
 import { createCredential } from '../../store/credentials.ts';
-import { createTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from '../../store/testing.ts';
-import { createGatewayApp } from '../gateway-listener.ts';
+import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from '../../store/testing.ts';
 import { Keyring } from '../../tokenizer/keyring.ts';
+import { createTestGateway, TEST_APP_ORIGIN, TEST_GATEWAY_ORIGIN } from '../testing.ts';
 import { chooseLocale } from './i18n.ts';
 import { createSessionSigner } from './session.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../../examples/policy.yaml', import.meta.url)));
-const APP_ORIGIN = 'http://localhost:8080';
-const GATEWAY_ORIGIN = 'http://localhost:8081';
+const APP_ORIGIN = TEST_APP_ORIGIN;
+const GATEWAY_ORIGIN = TEST_GATEWAY_ORIGIN;
 const SESSION_KEY = Buffer.alloc(32, 7);
 
 test('chooseLocale prefers query, then Accept-Language', () => {
@@ -67,27 +67,15 @@ for (const database of testDatabases()) {
     let limitedSecret = '';
 
     before(async () => {
-      db = await database.open();
-      store = await createTestVault(db, policy);
+      ({ db, store } = await openTestVault(database, policy));
       secret = (await createCredential(db, { name: 'aws', location: 'abroad', scopes: { operations: ['widget-sessions:create'], recordTypes: ['customer'] } })).secret;
       limitedSecret = (await createCredential(db, { name: 'ro', location: 'abroad', scopes: { operations: ['records:read'], recordTypes: ['customer'] } })).secret;
-      app = createGatewayApp({
-        vault: store.vault,
-        db,
-        policy,
-        keyring: store.keyring,
-        logger: silentLogger(),
-        appOrigins: [APP_ORIGIN],
-        gatewayOrigin: GATEWAY_ORIGIN,
+      app = createTestGateway(db, policy, store, {
         sessionKey: SESSION_KEY,
-        ready: async () => true,
       });
     });
 
-    after(async () => {
-      await store.keys.close();
-      await db.close();
-    });
+    after(() => closeTestVault(db, store));
 
     async function newSession(): Promise<string> {
       const response = await request(app)
