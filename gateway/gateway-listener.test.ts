@@ -167,6 +167,19 @@ for (const database of testDatabases()) {
       assert.deepEqual(leakedCanaries(response.text), []);
     });
 
+    test('__proto__ among values is an unknown field', async () => {
+      const response = await request(app)
+        .post('/api/v1/records')
+        .set('Authorization', `Bearer ${secrets.inCountry}`)
+        .set('Content-Type', 'application/json')
+        .send(`{"recordType":"customer","purpose":"signup","values":{"__proto__":{"name":"x"},"name":"Ilse Varga","email":"ilse.v@example.test"}}`);
+      assert.equal(response.status, 400);
+      assert.deepEqual(
+        response.body.error.issues.map((issue: { path: string }) => issue.path),
+        ['$.values.__proto__'],
+      );
+    });
+
     test('malformed percent-encoding in path gives 400', async () => {
       const response = await request(app)
         .get('/api/v1/records/sub_%ZZ?recordType=customer')

@@ -16,15 +16,27 @@ export const subjectToken = z.string().describe('subject token, `sub_` and 26 ba
 /** Idempotency keys are client-chosen ids, not data: printable ASCII only, so a key is stored and compared without normalization. */
 export const idempotencyKey = z.string().regex(/^[\x21-\x7e]{1,200}$/, 'must be 1 to 200 printable ASCII characters without spaces');
 
+/**
+ * Field values by field name. zod's record silently drops an own `__proto__`
+ * key, which would turn an unknown field into a 201, so it is rejected first
+ * like any other field that the record type does not declare.
+ */
+export const fieldValues = z.preprocess((raw, ctx) => {
+  if (typeof raw === 'object' && raw !== null && Object.hasOwn(raw, '__proto__')) {
+    ctx.addIssue({ code: 'custom', message: 'names a field that the record type does not declare', path: ['__proto__'] });
+  }
+  return raw;
+}, z.record(z.string(), z.unknown()));
+
 export const createBody = z.strictObject({
   recordType: recordTypeName,
-  values: z.record(z.string(), z.unknown()).describe('field values by field name; the data policy decides which fields exist and how each is validated'),
+  values: fieldValues.describe('field values by field name; the data policy decides which fields exist and how each is validated'),
   purpose: purposeName,
 });
 
 export const updateBody = z.strictObject({
   recordType: recordTypeName,
-  values: z.record(z.string(), z.unknown()).describe('fields to change; null removes an optional field, fields left out keep their value'),
+  values: fieldValues.describe('fields to change; null removes an optional field, fields left out keep their value'),
   purpose: purposeName,
 });
 
@@ -40,7 +52,7 @@ export const BATCH_MAX = 100;
 
 export const batchItem = z.strictObject({
   recordType: recordTypeName,
-  values: z.record(z.string(), z.unknown()),
+  values: fieldValues,
   purpose: purposeName,
   idempotencyKey: idempotencyKey.optional(),
 });

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Router, type Response } from 'express';
 import { z } from 'zod';
+import { fieldValues } from '../api/schemas.ts';
 import { DomicileError } from '../../policy/index.ts';
 import { bearerToken } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
@@ -12,7 +13,7 @@ import type { SessionSigner } from './session.ts';
 const STATIC_DIR = new URL('./static/', import.meta.url);
 const ORIGIN_PLACEHOLDER = "'__DOMICILE_GATEWAY_ORIGIN__'";
 
-const submitBody = z.strictObject({ values: z.record(z.string(), z.unknown()) });
+const submitBody = z.strictObject({ values: fieldValues });
 
 function readStatic(name: string): string {
   return readFileSync(new URL(name, STATIC_DIR), 'utf8');
