@@ -221,12 +221,12 @@ async function main(): Promise<void> {
     if (createRatio < CREATE_GOAL || batchRatio < BATCH_GOAL) {
       console.log(
         'limits (an estimate from the figures above): vault.create without HTTP shows how much the HTTP path costs. ' +
-          'Every write transaction holds the audit_head row lock from the audit append through its commit, because each audit ' +
-          'entry hashes the previous one, so write transactions commit one at a time. Single creates that arrive together share ' +
-          'one transaction (group commit): BEGIN, one statement for the 7 tables, the audit lock, the audit append and COMMIT. ' +
+          'Every audited transaction holds the audit_head row lock from its audit append through its commit, because each audit ' +
+          'entry hashes the previous one, so these transactions commit one at a time. Single creates and reads that arrive together ' +
+          'share one transaction (group commit). A create group costs BEGIN, one statement for the 7 tables, one statement for the ' +
+          'audit append and COMMIT; a read group costs BEGIN, one read, one audit append and COMMIT, the last two under the lock. ' +
           'Each record also costs CPU in this process for validation, a new data key wrapped by the KEK, one AES-GCM encryption ' +
-          'per field and keyed hashes, which bounds batch creates. Reads are not grouped: each takes 6 round trips, 3 of them ' +
-          'under the audit lock. The load generator shares this process and its CPU with the gateway. ' +
+          'per field and keyed hashes, which bounds batch creates. The load generator shares this process and its CPU with the gateway. ' +
           (db.kind === 'pglite' ? 'PGlite runs one transaction at a time on one connection in this process, so HTTP, JSON and crypto share its thread.' : ''),
       );
     }

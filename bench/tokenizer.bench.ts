@@ -2,7 +2,10 @@
 // - deterministic tokens over already normalized values, against a plain
 //   `crypto.createHmac('sha256', key).update(value).digest()` loop (goal: ratio >= 0.7);
 // - FF1 encryptions of 10-digit values (AES-256), against FF3-1 of the `ff3`
-//   package on the same values (goal: ratio >= 1.3).
+//   package on the same values (goal: ratio >= 1.3);
+// - the cost of normalization per field type, and of each format-preserving
+//   format, each with its time per value as a multiple of one deterministic
+//   token (no goal: it shows where the time of a tokenize call goes).
 //
 // Cases alternate in short slices and the reported ratio is the median of
 // paired slices, so drift of the machine (turbo, other load) hits both sides alike. Settings (environment): BENCH_DURATION_MS (measured
@@ -10,9 +13,13 @@
 
 import { createHmac, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
+import type { FieldType } from '../policy/schema.ts';
+import { luhnCheckDigit, ibanCheckDigits } from '../tokenizer/check-digits.ts';
 import { FF1 } from '../tokenizer/ff1.ts';
 import { deterministicToken } from '../tokenizer/deterministic.ts';
+import { formatPreservingToken, type FormatPreservingOptions } from '../tokenizer/format-preserving.ts';
 import { Keyring } from '../tokenizer/keyring.ts';
+import { normalizeValue } from '../tokenizer/normalize.ts';
 import { readSetting } from './harness.ts';
 
 interface FF3Cipher {
@@ -89,6 +96,62 @@ function compare(candidate: Case, baseline: Case, durationMs: number, warmupMs: 
   console.log(`ratio ${candidate.name} / ${baseline.name}: x${ratio.toFixed(2)}, median of ${ratios.length} paired slices (goal >= ${goal}) ${ratio >= goal ? 'met' : 'NOT met'}\n`);
 }
 
+/** Runs one case alone for `durationMs` after a warm-up and returns its rate in operations per second. */
+function measure(target: Case, durationMs: number, warmupMs: number): number {
+  runSlice(target, warmupMs);
+  target.operations = 0;
+  target.elapsedMs = 0;
+  while (target.elapsedMs < durationMs) {
+    runSlice(target, SLICE_MS);
+  }
+  return (target.operations * 1000) / target.elapsedMs;
+}
+
+function printCost(name: string, rate: number, tokenRate: number): void {
+  const nanoseconds = 1e9 / rate;
+  console.log(
+    `${name.padEnd(48)} ${Math.round(rate).toLocaleString('en-US').padStart(12)} ops/s  ${Math.round(nanoseconds).toLocaleString('en-US').padStart(7)} ns/value  x${(tokenRate / rate).toFixed(2)} of a deterministic token`,
+  );
+}
+
+/** Raw values as users type them, one generator per field type; `i` varies them so no cache helps. */
+const RAW_VALUES: Record<FieldType, (i: number) => unknown> = {
+  string: (i) => `  Zoë O’Brien-Łukasz ${i}  `,
+  email: (i) => `Ana.Lima+${i}@Münchën.Example`,
+  phone: (i) => `(030) 1234 ${String(i % 10_000).padStart(4, '0')}`,
+  date: (i) => `19${String(50 + (i % 50))}-07-14T23:30:00+02:00`,
+  postalCode: (i) => ` ec1a  ${i % 10}bb `,
+  country: () => 'de',
+  nationalId: (i) => `12 345-678 ${i % 10}`,
+  number: (i) => i * 1.5,
+  boolean: (i) => i % 2 === 0,
+};
+
+function reportNormalization(keyring: Keyring, tokenRate: number, durationMs: number, warmupMs: number): void {
+  console.log('normalization per field type (raw input to normalized value)');
+  for (const [type, raw] of Object.entries(RAW_VALUES) as Array<[FieldType, (i: number) => unknown]>) {
+    const inputs = Array.from({ length: VALUE_COUNT }, (_, i) => raw(i));
+    const rate = measure(makeCase(type, (i) => normalizeValue(type, inputs[i % VALUE_COUNT], { defaultRegion: 'DE', maxLength: 256 })), durationMs, warmupMs);
+    printCost(`normalize ${type}`, rate, tokenRate);
+  }
+  console.log('');
+
+  console.log('format-preserving tokens per format (normalized value to token)');
+  const formats: Array<{ name: string; type: FieldType; value: (i: number) => string; options?: FormatPreservingOptions }> = [
+    { name: 'phone E.164', type: 'phone', value: (i) => `+4930123${String(i % 100_000).padStart(5, '0')}` },
+    { name: 'email, domain tokenized', type: 'email', value: (i) => `ana.lima.${i}@example.com` },
+    { name: 'email, domain kept', type: 'email', value: (i) => `ana.lima.${i}@example.com`, options: { emailDomain: 'keep' } },
+    { name: 'luhn, 16 digits', type: 'nationalId', value: (i) => { const payload = `411111${String(i).padStart(9, '0')}`; return payload + luhnCheckDigit(payload); }, options: { checkDigit: 'luhn' } },
+    { name: 'IBAN DE, mod 97', type: 'nationalId', value: (i) => { const bban = `37040044${String(i).padStart(10, '0')}`; return `DE${ibanCheckDigits('DE', bban)}${bban}`; }, options: { checkDigit: 'iban-mod97' } },
+  ];
+  for (const format of formats) {
+    const values = Array.from({ length: VALUE_COUNT }, (_, i) => format.value(i));
+    const run = (i: number): string => formatPreservingToken(keyring, 'bench.field', format.type, values[i % VALUE_COUNT] ?? '', undefined, format.options ?? {});
+    printCost(`formatPreservingToken ${format.name}`, measure(makeCase(format.name, run), durationMs, warmupMs), tokenRate);
+  }
+  console.log('');
+}
+
 function main(): void {
   const durationMs = readSetting('BENCH_DURATION_MS', 3000);
   const warmupMs = readSetting('BENCH_WARMUP_MS', 500);
@@ -97,8 +160,9 @@ function main(): void {
   const keyring = new Keyring(new Map([[1, randomBytes(32)]]), 1);
   const hmacKey = keyring.derive('deterministic', 'customer.email');
   const emails = Array.from({ length: VALUE_COUNT }, (_, i) => `user.${i}.${randomBytes(4).toString('hex')}@example.com`);
+  const tokenCase = makeCase('deterministicToken', (i) => deterministicToken(keyring, 'customer.email', emails[i % VALUE_COUNT] ?? ''));
   compare(
-    makeCase('deterministicToken', (i) => deterministicToken(keyring, 'customer.email', emails[i % VALUE_COUNT] ?? '')),
+    tokenCase,
     makeCase('createHmac sha256 digest (baseline)', (i) => createHmac('sha256', hmacKey).update(emails[i % VALUE_COUNT] ?? '').digest()),
     durationMs,
     warmupMs,
@@ -116,6 +180,8 @@ function main(): void {
     warmupMs,
     1.3,
   );
+
+  reportNormalization(keyring, (tokenCase.operations * 1000) / tokenCase.elapsedMs, Math.min(durationMs, 1000), warmupMs);
 }
 
 main();

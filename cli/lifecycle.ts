@@ -1,10 +1,12 @@
 import type { Logger } from 'pino';
 import { DomicileError } from '../policy/index.ts';
+import { auditAnchorPath, openAuditAnchorer, type AuditAnchorer } from '../store/audit-anchor.ts';
 import type { Database } from '../store/database.ts';
 import { erasureLogPath, openErasureLog, type ErasureLogWriter } from '../store/erasure-log.ts';
 import { createKekRewrapRunner, latestRewrapJob } from '../store/kek-rotation.ts';
 import { startMaintenanceWorker, type MaintenanceWorker } from '../store/maintenance.ts';
 import { RETENTION_PURPOSE } from '../store/retention.ts';
+import { createRetokenizeRunner } from '../store/retokenize.ts';
 import type { VaultDeps } from '../store/vault-common.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import type { KeyProvider } from '../tokenizer/keys/provider.ts';
@@ -97,7 +99,26 @@ export async function prepareLifecycle(config: Config, db: Database, keys: KeyPr
   };
 }
 
-/** Starts the worker role's KEK rewrap jobs and retention erasures. */
+/**
+ * Opens the audit anchor file on first use, so that starting the worker does
+ * not wait for reading it; a failed open is retried on the next pass.
+ */
+function lazyAnchorer(config: Config, deps: VaultDeps, logger: Logger): AuditAnchorer {
+  let opening: Promise<AuditAnchorer> | undefined;
+  return {
+    anchorOnce: async () => {
+      opening ??= openAuditAnchorer({ db: deps.db, keyring: deps.keyring, path: auditAnchorPath(config.dataDir), logger });
+      try {
+        return await (await opening).anchorOnce();
+      } catch (error) {
+        opening = undefined;
+        throw error;
+      }
+    },
+  };
+}
+
+/** Starts the worker role's KEK rewrap and re-tokenize jobs, retention erasures and audit anchors. */
 export function startMaintenance(config: Config, deps: VaultDeps, logger: Logger): MaintenanceWorker {
   const purpose = process.env['DOMICILE_RETENTION_PURPOSE'];
   if (purpose !== undefined && purpose !== '' && !deps.policy.purposes.includes(purpose)) {
@@ -107,10 +128,12 @@ export function startMaintenance(config: Config, deps: VaultDeps, logger: Logger
   const worker = startMaintenanceWorker({
     deps,
     rewrap,
+    retokenize: createRetokenizeRunner({ db: deps.db, policy: deps.policy, logger }),
     retention: { purpose: purpose === undefined || purpose === '' ? RETENTION_PURPOSE : purpose },
+    anchor: lazyAnchorer(config, deps, logger),
     intervalMs: maintenanceIntervalMs(),
     logger,
   });
-  logger.info({ event: 'maintenance.started' }, 'maintenance worker started (KEK rewrap jobs, retention)');
+  logger.info({ event: 'maintenance.started' }, 'maintenance worker started (KEK rewrap and re-tokenize jobs, retention, audit anchors)');
   return worker;
 }

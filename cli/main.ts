@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { DomicileError } from '../policy/index.ts';
 import { loadConfig } from './config.ts';
@@ -10,6 +12,7 @@ import { createLogger } from './logger.ts';
 import { startDomicile, type Role } from './start.ts';
 import { withStore } from './with-store.ts';
 import { verifyAudit } from '../store/audit.ts';
+import { auditAnchorPath, verifyAuditAnchors } from '../store/audit-anchor.ts';
 import { migrate } from '../store/migrate.ts';
 
 const program = new Command('domicile')
@@ -51,16 +54,30 @@ program
 const audit = program.command('audit').description('inspect the tamper-evident audit log');
 audit
   .command('verify')
-  .description('check the hash chain of the audit log; exits 1 and names the first broken entry if it was changed, removed or reordered')
-  .action(async () => {
+  .description(
+    'check the hash chain of the audit log and the anchors of its head; exits 1 and names the first broken entry if one was changed, removed or reordered, or if the end of the log was removed or rewritten',
+  )
+  .option('--anchor-file <path>', 'anchor file to check against, such as a copy kept elsewhere (default: DOMICILE_AUDIT_ANCHOR_FILE or <data dir>/audit-anchors.jsonl)')
+  .action(async (options: { anchorFile?: string }) => {
+    const anchorFile = options.anchorFile === undefined ? auditAnchorPath(loadConfig().dataDir) : resolve(options.anchorFile);
+    if (options.anchorFile !== undefined && !existsSync(anchorFile)) {
+      throw new DomicileError('invalid_request', `anchor file not found: ${anchorFile}`);
+    }
     await withStore(async ({ db, keyring }) => {
       const result = await verifyAudit(db, keyring);
-      if (result.ok) {
-        console.log(`audit log intact: ${result.count} entries verified`);
-      } else {
+      if (!result.ok) {
         console.error(`audit log broken at entry ${result.seq}: ${result.reason}`);
         process.exitCode = 1;
+        return;
       }
+      const anchors = await verifyAuditAnchors(db, keyring, anchorFile);
+      if (!anchors.ok) {
+        console.error(anchors.seq === undefined ? `audit anchors: ${anchors.reason}` : `audit log broken at entry ${anchors.seq}: ${anchors.reason}`);
+        process.exitCode = 1;
+        return;
+      }
+      const checked = anchors.anchors === 0 ? `no anchors in ${anchorFile}` : `${anchors.anchors} anchors checked, the last at entry ${anchors.lastSeq}`;
+      console.log(`audit log intact: ${result.count} entries verified, ${checked}`);
     });
   });
 

@@ -1,7 +1,7 @@
 import type { RecordView } from '../store/types.ts';
 import { randomTokenLookup, type RandomTokenRequest } from '../store/token-store.ts';
 import { parseToken } from '../tokenizer/deterministic.ts';
-import { fieldNamespace } from '../tokenizer/form.ts';
+import { fieldNamespace, tokenKindOf } from '../tokenizer/form.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import type { GatewayDeps } from './deps.ts';
 import { effectiveForm, recordForCaller, type RecordResponse, type Viewer } from './egress.ts';
@@ -41,10 +41,11 @@ export async function recordWithRandomTokens(
   const requests: RandomTokenRequest[] = [];
   for (const [fieldName, value] of Object.entries(view.values)) {
     const field = recordType?.fields[fieldName];
-    if (field?.token?.kind !== 'random' || effectiveForm(viewer, view.recordType, fieldName, field, true) !== 'token') {
+    if (field === undefined || tokenKindOf(field, value) !== 'random' || effectiveForm(viewer, view.recordType, fieldName, field, true) !== 'token') {
       continue;
     }
-    requests.push({ namespace: fieldNamespace(view.recordType, fieldName, field), value: String(value), stable: field.token.stable === true });
+    // Fallback tokens of format-preserving fields are stable, like the FF1 tokens they stand in for.
+    requests.push({ namespace: fieldNamespace(view.recordType, fieldName, field), value: String(value), stable: field.token?.stable === true || field.token?.kind === 'format-preserving' });
   }
   if (requests.length === 0) {
     return withTokenVersions(recordForCaller(deps.policy, deps.keyring, view, viewer), deps.keyring);

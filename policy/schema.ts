@@ -46,6 +46,22 @@ const generalizeSchema = z.union([
 ]);
 export type Generalization = z.infer<typeof generalizeSchema>;
 
+/** Check digit schemes that a format-preserving token can keep valid. Stored policies name them: never rename one. */
+export const CHECK_DIGITS = ['luhn', 'iban-mod97'] as const;
+export type CheckDigit = (typeof CHECK_DIGITS)[number];
+
+/** Domain handling of format-preserving email tokens: `tokenize` (the default) encrypts it into labels under `.invalid`, `keep` sends it in clear. */
+export const EMAIL_DOMAIN_MODES = ['tokenize', 'keep'] as const;
+export type EmailDomainMode = (typeof EMAIL_DOMAIN_MODES)[number];
+
+/** Token kinds that a format-preserving field may fall back to when a value is too short for FF1. */
+export const TOKEN_FALLBACKS = ['random'] as const;
+
+const formatPreservingOnly = (option: 'checkDigit' | 'emailDomain' | 'fallback') => ({
+  message: 'applies only to tokens of kind format-preserving',
+  path: [option],
+});
+
 const tokenSchema = z
   .strictObject({
     kind: z.enum(TOKEN_KINDS).default('deterministic'),
@@ -56,11 +72,23 @@ const tokenSchema = z
      * keyed hash of the value), instead of a new unlinkable token per subject.
      */
     stable: z.boolean().optional(),
+    /** Format-preserving only: the value carries this check digit, and the token carries a valid one too. */
+    checkDigit: z.enum(CHECK_DIGITS).optional(),
+    /** Format-preserving email fields only; `tokenize` when absent. */
+    emailDomain: z.enum(EMAIL_DOMAIN_MODES).optional(),
+    /**
+     * Format-preserving only: the token kind of values whose FF1 domain is
+     * below 1,000,000 (such as a 3-digit code). Without it such values are rejected.
+     */
+    fallback: z.enum(TOKEN_FALLBACKS).optional(),
   })
   .refine((token) => token.stable !== true || token.kind === 'random', {
     message: 'applies only to tokens of kind random',
     path: ['stable'],
-  });
+  })
+  .refine((token) => token.checkDigit === undefined || token.kind === 'format-preserving', formatPreservingOnly('checkDigit'))
+  .refine((token) => token.emailDomain === undefined || token.kind === 'format-preserving', formatPreservingOnly('emailDomain'))
+  .refine((token) => token.fallback === undefined || token.kind === 'format-preserving', formatPreservingOnly('fallback'));
 
 const fieldSchema = z.strictObject({
   type: z.enum(FIELD_TYPES),
@@ -78,13 +106,27 @@ const fieldSchema = z.strictObject({
 });
 export type FieldPolicy = z.infer<typeof fieldSchema>;
 
+/** Field types whose values a check digit scheme can apply to. */
+const CHECK_DIGIT_TYPES: readonly FieldType[] = ['nationalId', 'string'];
+
+/** Cross-member rules of a field's token options, which the token schema alone cannot see. */
+const checkedFieldSchema = fieldSchema
+  .refine((field) => field.token?.checkDigit === undefined || CHECK_DIGIT_TYPES.includes(field.type), {
+    message: 'applies only to fields of type nationalId or string',
+    path: ['token', 'checkDigit'],
+  })
+  .refine((field) => field.token?.emailDomain === undefined || field.type === 'email', {
+    message: 'applies only to fields of type email',
+    path: ['token', 'emailDomain'],
+  });
+
 /** How long a record is kept after its last change; the worker role then erases its subject. */
 const retentionSchema = z.strictObject({
   days: z.number().int().min(1).max(36_500),
 });
 
 const recordTypeSchema = z.strictObject({
-  fields: z.record(identifier, fieldSchema).refine((fields) => Object.keys(fields).length > 0, 'must declare at least one field'),
+  fields: z.record(identifier, checkedFieldSchema).refine((fields) => Object.keys(fields).length > 0, 'must declare at least one field'),
   retention: retentionSchema.optional(),
 });
 export type RecordTypePolicy = z.infer<typeof recordTypeSchema>;

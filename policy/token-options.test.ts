@@ -34,6 +34,22 @@ describe('policy token options', () => {
     assert.deepEqual(issuePaths(policyWith({ stable: true })), ['$.recordTypes.member.fields.code.token.stable']);
   });
 
+  test('format-preserving options accepted', () => {
+    const policy = parsePolicy(policyWith({ kind: 'format-preserving', checkDigit: 'luhn', fallback: 'random' }));
+    assert.equal(policy.recordTypes.member?.fields.code?.token?.checkDigit, 'luhn');
+    assert.equal(policy.recordTypes.member?.fields.code?.token?.fallback, 'random');
+  });
+
+  test('format-preserving options rejected for other kinds', () => {
+    assert.deepEqual(issuePaths(policyWith({ kind: 'random', checkDigit: 'luhn' })), ['$.recordTypes.member.fields.code.token.checkDigit']);
+    assert.deepEqual(issuePaths(policyWith({ kind: 'deterministic', fallback: 'random' })), ['$.recordTypes.member.fields.code.token.fallback']);
+    assert.deepEqual(issuePaths(policyWith({ kind: 'format-preserving', checkDigit: 'crc32' })), ['$.recordTypes.member.fields.code.token.checkDigit']);
+  });
+
+  test('emailDomain only on email fields', () => {
+    assert.deepEqual(issuePaths(policyWith({ kind: 'format-preserving', emailDomain: 'keep' })), ['$.recordTypes.member.fields.code.token.emailDomain']);
+  });
+
   test('tokenNamespace own or shared', () => {
     assert.equal(parsePolicy(policyWith({ kind: 'random' })).destinations.partner?.tokenNamespace, undefined);
     assert.equal(parsePolicy(policyWith({ kind: 'random' }, { tokenNamespace: 'own' })).destinations.partner?.tokenNamespace, 'own');

@@ -4,7 +4,7 @@ import type { EgressForm, FieldPolicy, Policy } from '../policy/schema.ts';
 import type { RandomTokenRequest } from '../store/token-store.ts';
 import type { RecordView } from '../store/types.ts';
 import { parseToken } from '../tokenizer/deterministic.ts';
-import { applyForm, destinationNamespace, fieldNamespace, type FormContext } from '../tokenizer/form.ts';
+import { applyForm, destinationNamespace, fieldNamespace, tokenKindOf, type FormContext } from '../tokenizer/form.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 
 /**
@@ -85,9 +85,10 @@ export function randomTokenRequests(policy: Policy, destinationName: string, vie
   const requests: RandomTokenRequest[] = [];
   for (const { name, field, form, namespace } of projectedFields(policy, destinationName, view.recordType)) {
     const value = view.values[name];
-    if (form === 'token' && field.token?.kind === 'random' && value !== undefined) {
+    if (form === 'token' && value !== undefined && tokenKindOf(field, value) === 'random') {
       // Text as applyForm passes it to the randomToken callback: numbers and booleans in their JavaScript form.
-      requests.push({ namespace, value: typeof value === 'string' ? value : String(value), stable: field.token.stable === true });
+      // Fallback tokens of format-preserving fields are stable, like the FF1 tokens they stand in for.
+      requests.push({ namespace, value: typeof value === 'string' ? value : String(value), stable: field.token?.stable === true || field.token?.kind === 'format-preserving' });
     }
   }
   return requests;

@@ -164,25 +164,83 @@ function checkRow(keyring: Keyring, row: AuditRow, expectedSeq: number, previous
   return undefined;
 }
 
+/** Sequence number and hash of the last audit row, as stored in `audit_head`. */
+export interface AuditHead {
+  seq: number;
+  hash: Buffer;
+}
+
+/** Columns of audit_log as `jsonb_to_recordset` reads them from the JSON rows of `buildRows`. */
+const INSERT_ROWS = `
+  INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
+                         fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
+  SELECT x.seq, x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
+         ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.outcome, x.key_version,
+         decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts
+  FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
+       purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, outcome text,
+       key_version integer, prev_hash text, hash text, item_counts jsonb)`;
+
 /**
- * Appends several entries inside the caller's transaction with one lock of
- * the chain head and one insert, in the order given, and returns the first
- * sequence number. The rows are the same as from one `appendAudit` call per
- * entry, so verification does not tell them apart.
+ * Appends several entries inside the caller's transaction, in the order
+ * given, and returns the first sequence number. The rows are the same as from
+ * one `appendAudit` call per entry, so verification does not tell them apart.
+ *
+ * With `expectedHead`, the head that the caller read earlier in the
+ * transaction (without a lock), the rows are chained to it and written in ONE
+ * statement that moves the head only if it is still that head. The head row
+ * is then locked from that statement to the commit only. When another
+ * transaction moved the head meanwhile, nothing is written by that statement
+ * and the entries are appended as without `expectedHead`: lock the head,
+ * chain to it, write.
  */
-export async function appendAuditEntries(client: Queryable, keyring: Keyring, entries: readonly AuditEntry[]): Promise<number> {
-  const head = await client.query<{ seq: string; hash: Buffer }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE');
-  const previous = head.rows[0];
-  if (previous === undefined) {
-    throw new Error('audit_head row is missing; run the migrations');
-  }
-  if (entries.length === 0) {
-    return Number(previous.seq) + 1;
+export async function appendAuditEntries(
+  client: Queryable,
+  keyring: Keyring,
+  entries: readonly AuditEntry[],
+  expectedHead?: AuditHead,
+): Promise<number> {
+  if (expectedHead !== undefined && entries.length > 0) {
+    const built = buildRows(keyring, expectedHead, entries);
+    const result = await client.query<{ moved: number }>(
+      `WITH moved AS (
+         UPDATE audit_head SET seq = $2, hash = $3 WHERE id = 1 AND seq = $4 AND hash = $5 RETURNING 1
+       ), appended AS (${INSERT_ROWS} WHERE EXISTS (SELECT 1 FROM moved)
+       )
+       SELECT count(*)::int AS moved FROM moved`,
+      [JSON.stringify(built.rows), built.head.seq, built.head.hash, expectedHead.seq, expectedHead.hash],
+    );
+    if (result.rows[0]?.moved === 1) {
+      return expectedHead.seq + 1;
+    }
   }
 
+  const head = await client.query<{ seq: string; hash: Buffer }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE');
+  const locked = head.rows[0];
+  if (locked === undefined) {
+    throw new Error('audit_head row is missing; run the migrations');
+  }
+  const previous: AuditHead = { seq: Number(locked.seq), hash: locked.hash };
+  if (entries.length === 0) {
+    return previous.seq + 1;
+  }
+
+  const built = buildRows(keyring, previous, entries);
+  // One statement writes the rows and moves the head, to save a round trip
+  // while the head row is locked.
+  await client.query(`WITH appended AS (${INSERT_ROWS}) UPDATE audit_head SET seq = $2, hash = $3 WHERE id = 1`, [
+    JSON.stringify(built.rows),
+    built.head.seq,
+    built.head.hash,
+  ]);
+  return previous.seq + 1;
+}
+
+/** Computes the chained rows of `entries` after `previous`, as JSON rows for INSERT_ROWS, and the new head. */
+function buildRows(keyring: Keyring, previous: AuditHead, entries: readonly AuditEntry[]): { rows: Array<Record<string, unknown>>; head: AuditHead } {
   const version = keyring.currentVersion;
   const at = new Date().toISOString();
-  let seq = Number(previous.seq);
+  let seq = previous.seq;
   let prevHash = previous.hash;
   const rows: Array<Record<string, unknown>> = [];
   for (const entry of entries) {
@@ -211,22 +269,5 @@ export async function appendAuditEntries(client: Queryable, keyring: Keyring, en
     rows.push({ ...row, prev_hash: row.prev_hash.toString('hex'), hash: hash.toString('hex') });
     prevHash = hash;
   }
-
-  // One statement writes the rows and moves the head, to save a round trip
-  // while the head row is locked.
-  await client.query(
-    `WITH appended AS (
-       INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
-                              fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
-       SELECT x.seq, x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
-              ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.outcome, x.key_version,
-              decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts
-       FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
-            purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, outcome text,
-            key_version integer, prev_hash text, hash text, item_counts jsonb)
-     )
-     UPDATE audit_head SET seq = $2, hash = $3 WHERE id = 1`,
-    [JSON.stringify(rows), seq, prevHash],
-  );
-  return Number(previous.seq) + 1;
+  return { rows, head: { seq, hash: prevHash } };
 }

@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
 import { DomicileError } from '../policy/errors.ts';
+import type { AuditAnchorer } from './audit-anchor.ts';
 import type { KekRewrapRunner } from './kek-rotation.ts';
 import { eraseLapsedSubjects, type RetentionOptions } from './retention.ts';
+import type { RetokenizeRunner } from './retokenize.ts';
 import type { VaultDeps } from './vault-common.ts';
 
 export interface MaintenanceWorker {
@@ -10,20 +12,37 @@ export interface MaintenanceWorker {
 }
 
 /**
- * Runs the worker role's periodic maintenance: KEK rewrap jobs and retention
- * erasures. A pass that found work starts the next one at once; otherwise the
- * loop waits `intervalMs`. Failures are logged and retried on the next pass.
+ * Runs the worker role's periodic maintenance: KEK rewrap jobs, re-tokenize
+ * jobs, retention erasures and audit anchors. A pass that found work starts the next one at
+ * once; otherwise the loop waits `intervalMs`. An anchor is written at most
+ * once per `intervalMs`, also while passes follow each other at once.
+ * Failures are logged and retried on the next pass.
  */
 export function startMaintenanceWorker(options: {
   deps: VaultDeps;
   rewrap: KekRewrapRunner;
+  retokenize?: RetokenizeRunner;
   retention?: RetentionOptions;
+  anchor?: AuditAnchorer;
   intervalMs: number;
   logger: Logger;
 }): MaintenanceWorker {
   const { logger } = options;
   let stopped = false;
   let wake: (() => void) | undefined;
+  let anchoredAt = Number.NEGATIVE_INFINITY;
+
+  const anchor = async (): Promise<void> => {
+    if (options.anchor === undefined || performance.now() - anchoredAt < options.intervalMs) {
+      return;
+    }
+    anchoredAt = performance.now();
+    try {
+      await options.anchor.anchorOnce();
+    } catch (error) {
+      logger.error({ event: 'maintenance.anchor_failed', errorCode: codeOf(error) }, 'writing the audit anchor failed');
+    }
+  };
 
   const pass = async (): Promise<boolean> => {
     let busy = false;
@@ -33,11 +52,17 @@ export function startMaintenanceWorker(options: {
       logger.error({ event: 'maintenance.rewrap_failed', errorCode: codeOf(error) }, 'claiming a KEK rewrap job failed');
     }
     try {
+      busy = (await options.retokenize?.runOnce()) !== undefined || busy;
+    } catch (error) {
+      logger.error({ event: 'maintenance.retokenize_failed', errorCode: codeOf(error) }, 'claiming a re-tokenize job failed');
+    }
+    try {
       const batch = options.retention?.batchSize ?? 100;
       busy = (await eraseLapsedSubjects(options.deps, options.retention)) >= batch || busy;
     } catch (error) {
       logger.error({ event: 'maintenance.retention_failed', errorCode: codeOf(error) }, 'retention pass failed');
     }
+    await anchor();
     return busy;
   };
 

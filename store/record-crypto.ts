@@ -5,6 +5,7 @@ import { blindIndex } from '../tokenizer/blind-index.ts';
 import { decryptValue, encryptValue } from '../tokenizer/envelope.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import type { EncryptionContext, KeyProvider } from '../tokenizer/keys/provider.ts';
+import type { DataKeyCache } from './data-key-cache.ts';
 import type { Queryable } from './database.ts';
 
 export type NormalizedValue = string | number | boolean;
@@ -58,11 +59,15 @@ export function decryptFields(
   return values;
 }
 
-/** Reads and unwraps a subject's data key; throws `gone` when it was shredded. */
+/**
+ * Reads and unwraps a subject's data key, through `cache` when given; throws
+ * `gone` when it was shredded. The caller zeroes the returned key.
+ */
 export async function unwrapDataKey(
   client: Queryable,
   keys: KeyProvider,
   subject: { id: string; token: string },
+  cache?: DataKeyCache,
 ): Promise<Buffer> {
   const result = await client.query<{ kek_version: string; wrapped: Buffer }>(
     'SELECT kek_version, wrapped FROM data_keys WHERE subject_id = $1',
@@ -72,7 +77,11 @@ export async function unwrapDataKey(
   if (row === undefined) {
     throw new DomicileError('gone', 'subject was erased');
   }
-  return keys.unwrap({ kekVersion: row.kek_version, ciphertext: row.wrapped }, dataKeyContext(subject.token));
+  const wrapped = { kekVersion: row.kek_version, ciphertext: row.wrapped };
+  if (cache === undefined) {
+    return keys.unwrap(wrapped, dataKeyContext(subject.token));
+  }
+  return cache.unwrap(keys, subject.id, wrapped, dataKeyContext(subject.token));
 }
 
 /** Blind indexes are keyed per record type and field: namespace `<recordType>.<field>`. */

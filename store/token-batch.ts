@@ -2,7 +2,7 @@ import { DomicileError } from '../policy/errors.ts';
 import type { FieldPolicy, Policy } from '../policy/schema.ts';
 import { deterministicToken, parseToken } from '../tokenizer/deterministic.ts';
 import { formatPreservingDetokenize, formatPreservingToken } from '../tokenizer/format-preserving.ts';
-import { destinationNamespace, fieldNamespace } from '../tokenizer/form.ts';
+import { destinationNamespace, fieldNamespace, formatPreservingOptions, tokenKindOf } from '../tokenizer/form.ts';
 import { normalizeValue } from '../tokenizer/normalize.ts';
 import { appendAudit } from './audit.ts';
 import { withTransaction, type Queryable } from './database.ts';
@@ -174,11 +174,12 @@ function* resolvedItems<T extends TokenizeItem | DetokenizeItem>(
 function tokenOf(deps: VaultDeps, resolved: ResolvedField, value: unknown): { text: string; token?: string } {
   const normalized = normalizeValue(resolved.field.type, value, { defaultRegion: deps.policy.defaultRegion, maxLength: resolved.field.maxLength });
   const text = typeof normalized === 'string' ? normalized : String(normalized);
-  switch (resolved.field.token?.kind ?? 'deterministic') {
+  // A format-preserving field with `fallback: random` gives values below the FF1 domain floor a random token.
+  switch (tokenKindOf(resolved.field, normalized)) {
     case 'deterministic':
       return { text, token: deterministicToken(deps.keyring, resolved.namespace, text) };
     case 'format-preserving':
-      return { text, token: formatPreservingToken(deps.keyring, resolved.namespace, resolved.field.type, text) };
+      return { text, token: formatPreservingToken(deps.keyring, resolved.namespace, resolved.field.type, text, undefined, formatPreservingOptions(resolved.field)) };
     case 'random':
       return { text };
   }
@@ -217,7 +218,8 @@ export async function tokenizeBatch(deps: VaultDeps, namespaceKeys: NamespaceKey
   await withTransaction(deps.db, async (client) => {
     for (const { index, resolved, text } of pending) {
       const namespaceKey = namespaceKeyOf.get(resolved.namespace) ?? Buffer.alloc(0);
-      const stable = resolved.field.token?.stable === true;
+      // Fallback tokens of format-preserving fields are stable, as deterministic as the FF1 tokens they stand in for.
+      const stable = resolved.field.token?.stable === true || resolved.field.token?.kind === 'format-preserving';
       const token = await namespaceRandomToken(client, deps.keyring, { namespaceKey, namespace: resolved.namespace, value: text, stable });
       results[index] = { token, keyVersion };
       audit.succeeded(resolved.recordType, resolved.fieldName);
@@ -244,7 +246,9 @@ function detokenizeLocally(deps: VaultDeps, resolved: ResolvedField, item: Detok
   if (kind === 'deterministic') {
     return itemError('not_reversible', `${at}.token`, 'is a deterministic token, a keyed hash that cannot be reversed; use lookup by value instead');
   }
-  if (kind === 'random') {
+  // No format-preserving token has the random token form (`rnd_v<n>_` and 26 base32 characters), so a fallback token is recognized by it.
+  const fallbackToken = kind === 'format-preserving' && resolved.field.token?.fallback === 'random' && parseToken(item.token)?.kind === 'random';
+  if (kind === 'random' || fallbackToken) {
     const parsed = parseToken(item.token);
     if (parsed?.kind !== 'random') {
       return itemError('invalid_value', `${at}.token`, 'is not a random token (rnd_v<version>_<26 base32 characters>)');
@@ -260,7 +264,7 @@ function detokenizeLocally(deps: VaultDeps, resolved: ResolvedField, item: Detok
     return itemError('not_found', `${at}.keyVersion`, `tokenization key version ${version} is not in the keyring`);
   }
   try {
-    const text = formatPreservingDetokenize(deps.keyring, resolved.namespace, resolved.field.type, item.token, version);
+    const text = formatPreservingDetokenize(deps.keyring, resolved.namespace, resolved.field.type, item.token, version, formatPreservingOptions(resolved.field));
     return { value: fromText(resolved.field, text) };
   } catch (error) {
     if (error instanceof DomicileError && error.code === 'invalid_value') {

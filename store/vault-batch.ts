@@ -179,7 +179,8 @@ async function encryptRecord(deps: VaultDeps, entry: Omit<NewRecord, 'subjectId'
  * a create costs one round trip however many tables it touches. Each CTE reads
  * its rows from a JSON array parameter. Foreign keys are checked at the end
  * of the statement, when the subjects exist. Returns the number of
- * idempotency keys claimed.
+ * idempotency keys claimed and the audit head as this statement saw it, which
+ * the audit append then tries to extend without a separate locking read.
  */
 const INSERT_RECORDS_SQL = `
 WITH subject_rows AS (
@@ -212,7 +213,7 @@ WITH subject_rows AS (
   SELECT x.destination, x.subject_id, x.subject_token, x.record_type, 'upsert', 1
   FROM jsonb_to_recordset($6::jsonb) AS x(destination text, subject_id uuid, subject_token text, record_type text)
 )
-SELECT count(*)::int AS claimed FROM key_rows`;
+SELECT (SELECT count(*) FROM key_rows)::int AS claimed, h.seq, h.hash FROM audit_head h WHERE h.id = 1`;
 
 async function insertRecords(deps: VaultDeps, client: Queryable, records: readonly NewRecord[]): Promise<void> {
   const { policy, keyring } = deps;
@@ -232,7 +233,7 @@ async function insertRecords(deps: VaultDeps, client: Queryable, records: readon
     destinationsFor(policy, r.item.recordType).map((destination) => ({ destination, subject_id: r.subjectId, subject_token: r.subjectToken, record_type: r.item.recordType })),
   );
 
-  const result = await client.query<{ claimed: number }>(INSERT_RECORDS_SQL, [
+  const result = await client.query<{ claimed: number; seq: string; hash: Buffer }>(INSERT_RECORDS_SQL, [
     JSON.stringify(records.map((r) => ({ id: r.subjectId, token: r.subjectToken }))),
     JSON.stringify(keyed.map((r) => ({ actor_id: r.item.actor.id, key: r.item.idempotencyKey, record_type: r.item.recordType, hmac: r.requestHmac.toString('hex'), subject_id: r.subjectId }))),
     JSON.stringify(records.map((r) => ({ subject_id: r.subjectId, kek_version: r.kekVersion, wrapped: r.wrapped.toString('hex') }))),
@@ -241,7 +242,8 @@ async function insertRecords(deps: VaultDeps, client: Queryable, records: readon
     JSON.stringify(outbox),
     policy.version,
   ]);
-  if ((result.rows[0]?.claimed ?? 0) !== keyed.length) {
+  const inserted = result.rows[0];
+  if ((inserted?.claimed ?? 0) !== keyed.length) {
     throw new IdempotencyRace();
   }
 
@@ -253,5 +255,5 @@ async function insertRecords(deps: VaultDeps, client: Queryable, records: readon
     recordType: r.item.recordType,
     fields: [...r.validated.set.keys()],
   }));
-  await appendAuditEntries(client, keyring, audit);
+  await appendAuditEntries(client, keyring, audit, inserted === undefined ? undefined : { seq: Number(inserted.seq), hash: inserted.hash });
 }

@@ -3,36 +3,38 @@ import type { ActorCreateItem, BatchCreateResult } from './vault-batch.ts';
 import { createForActors } from './vault-batch.ts';
 import type { VaultDeps } from './vault-common.ts';
 
-/** Maximum number of single creates that share one transaction. */
+/** Maximum number of single calls that share one transaction. */
 const GROUP_MAX = 100;
 
-interface Waiting {
-  item: ActorCreateItem;
-  resolve: (result: { subjectToken: string; version: number }) => void;
+/** Outcome of one item of a group: its value, or the error that fails only this item. */
+export type GroupResult<O> = { ok: true; value: O } | { ok: false; error: unknown };
+
+interface Waiting<I, O> {
+  item: I;
+  resolve: (result: O) => void;
   reject: (error: unknown) => void;
 }
 
 /**
- * Group commit for single creates. While one transaction runs, the creates
- * that arrive queue up, and the next transaction writes all of them (up to
- * GROUP_MAX). Every write takes the audit chain's head lock until it commits,
- * so without grouping, concurrent creates commit one at a time. A create that
+ * Group commit for single calls. While one group runs, the calls that arrive
+ * queue up, and the next group takes all of them (up to GROUP_MAX). Every
+ * audited transaction holds the audit chain's head lock until it commits, so
+ * without grouping, concurrent calls commit one at a time. A call that
  * arrives while nothing runs starts at once, so grouping adds no wait when the
- * gateway is idle. Each caller gets its answer only after its transaction
- * committed. Invalid values fail only their own item, but a database failure
- * fails every create of the group.
+ * gateway is idle. `run` returns one result per item, in order; when it
+ * throws, every call of the group fails with that error.
  */
-export function createGroupCommitter(deps: VaultDeps): (item: ActorCreateItem) => Promise<{ subjectToken: string; version: number }> {
-  const queue: Waiting[] = [];
+export function createGroupRunner<I, O>(run: (items: readonly I[]) => Promise<ReadonlyArray<GroupResult<O>>>): (item: I) => Promise<O> {
+  const queue: Array<Waiting<I, O>> = [];
   let running = false;
 
-  const settle = (group: readonly Waiting[], results: readonly BatchCreateResult[]): void => {
+  const settle = (group: ReadonlyArray<Waiting<I, O>>, results: ReadonlyArray<GroupResult<O>>): void => {
     group.forEach((waiting, index) => {
       const result = results[index];
       if (result === undefined) {
-        waiting.reject(new DomicileError('internal', 'create returned no result'));
+        waiting.reject(new DomicileError('internal', 'grouped call returned no result'));
       } else if (result.ok) {
-        waiting.resolve({ subjectToken: result.subjectToken, version: result.version });
+        waiting.resolve(result.value);
       } else {
         waiting.reject(result.error);
       }
@@ -44,7 +46,7 @@ export function createGroupCommitter(deps: VaultDeps): (item: ActorCreateItem) =
     while (queue.length > 0) {
       const group = queue.splice(0, GROUP_MAX);
       try {
-        settle(group, await createForActors(deps, group.map((waiting) => waiting.item)));
+        settle(group, await run(group.map((waiting) => waiting.item)));
       } catch (error) {
         for (const waiting of group) waiting.reject(error);
       }
@@ -59,4 +61,18 @@ export function createGroupCommitter(deps: VaultDeps): (item: ActorCreateItem) =
         void drain();
       }
     });
+}
+
+/**
+ * Group commit for single creates (see createGroupRunner). Each caller gets
+ * its answer only after its transaction committed. Invalid values fail only
+ * their own item, but a database failure fails every create of the group.
+ */
+export function createGroupCommitter(deps: VaultDeps): (item: ActorCreateItem) => Promise<{ subjectToken: string; version: number }> {
+  return createGroupRunner(async (items: readonly ActorCreateItem[]) => {
+    const results: readonly BatchCreateResult[] = await createForActors(deps, items);
+    return results.map((result) =>
+      result.ok ? { ok: true as const, value: { subjectToken: result.subjectToken, version: result.version } } : { ok: false as const, error: result.error },
+    );
+  });
 }

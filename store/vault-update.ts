@@ -1,5 +1,6 @@
 import { DomicileError } from '../policy/errors.ts';
 import { appendAudit } from './audit.ts';
+import { dataKeyCacheFor } from './data-key-cache.ts';
 import { withTransaction } from './database.ts';
 import { deleteSubjectTokens } from './token-mappings.ts';
 import { decryptFields, encryptField, unwrapDataKey, writeBlindIndex, type EncryptedFields } from './record-crypto.ts';
@@ -44,7 +45,7 @@ export async function updateRecord(deps: VaultDeps, input: UpdateInput): Promise
       );
     }
 
-    const dataKey = await unwrapDataKey(client, deps.keys, subject);
+    const dataKey = await unwrapDataKey(client, deps.keys, subject, dataKeyCacheFor(deps.db));
     const location = { recordType: input.recordType, subjectToken: subject.token };
     const current = decryptFields(dataKey, location, record.fields);
 
@@ -131,7 +132,7 @@ export async function eraseSubject(
     const audit = { actor: input.actor, action: 'subject.erase', purpose: input.purpose, subjectToken: subject.token };
     if (subject.erased_at !== null) {
       await appendAudit(client, deps.keyring, audit);
-      return { erasedAt: subject.erased_at, events: 0, again: true };
+      return { subjectId: subject.id, erasedAt: subject.erased_at, events: 0, again: true };
     }
 
     const records = await client.query<{ record_type: string; version: number }>(
@@ -139,6 +140,7 @@ export async function eraseSubject(
       [subject.id],
     );
     await client.query('DELETE FROM data_keys WHERE subject_id = $1', [subject.id]);
+    dataKeyCacheFor(deps.db).evict(subject.id);
     await client.query('DELETE FROM blind_index WHERE subject_id = $1', [subject.id]);
     await deleteSubjectTokens(client, subject.id);
     await client.query("UPDATE idempotency_keys SET request_hmac = '\\x'::bytea WHERE subject_id = $1", [subject.id]);
@@ -164,8 +166,11 @@ export async function eraseSubject(
     // restore re-applies, but a commit never lacks its line.
     await deps.erasureLog?.append({ subjectToken: subject.token, erasedAt: erasedAt.toISOString() });
     await appendAudit(client, deps.keyring, audit);
-    return { erasedAt, events, again: false };
+    return { subjectId: subject.id, erasedAt, events, again: false };
   });
+  // Again after COMMIT, because a read of this process may have cached the key
+  // between the eviction above and the commit.
+  dataKeyCacheFor(deps.db).evict(outcome.subjectId);
 
   deps.logger.info(
     { event: 'subject.erased', subjectToken: input.subjectToken, outboxEvents: outcome.events, alreadyErased: outcome.again },

@@ -1,21 +1,16 @@
-import type pg from 'pg';
 import { DomicileError } from '../policy/errors.ts';
 import { blindIndex } from '../tokenizer/blind-index.ts';
 import { normalizeValue } from '../tokenizer/normalize.ts';
 import { appendAudit } from './audit.ts';
 import { withTransaction } from './database.ts';
-import {
-  blindIndexNamespace,
-  dataKeyContext,
-  decryptFields,
-  unwrapDataKey,
-  type EncryptedFields,
-} from './record-crypto.ts';
+import { dataKeyCacheFor } from './data-key-cache.ts';
+import { blindIndexNamespace, dataKeyContext, decryptFields, type EncryptedFields } from './record-crypto.ts';
 import { createTokenStore, type TokenStore } from './token-store.ts';
 import type { Actor, RecordView } from './types.ts';
-import { findSubject, requireNotErased, type VaultDeps } from './vault-common.ts';
+import type { VaultDeps } from './vault-common.ts';
 import { createRecords, type ActorCreateItem, type BatchCreateItem, type BatchCreateResult } from './vault-batch.ts';
 import { createGroupCommitter } from './vault-group.ts';
+import { createReader, type ReadInput } from './vault-read.ts';
 import { listVersions, type RecordVersionInfo, type VersionsInput } from './vault-history.ts';
 import { eraseSubject, updateRecord, type UpdateInput } from './vault-update.ts';
 import { requirePurpose } from './vault-validate.ts';
@@ -24,6 +19,7 @@ export type { Actor, RecordView } from './types.ts';
 export type { UpdateInput } from './vault-update.ts';
 export type { RecordVersionInfo, VersionsInput } from './vault-history.ts';
 export type { BatchCreateItem, BatchCreateResult } from './vault-batch.ts';
+export type { ReadInput } from './vault-read.ts';
 
 export interface CreateInput {
   recordType: string;
@@ -32,15 +28,6 @@ export interface CreateInput {
   purpose: string;
   /** Retries with the same key and the same values return the first result instead of a second subject. */
   idempotencyKey?: string;
-}
-
-export interface ReadInput {
-  subjectToken: string;
-  recordType: string;
-  actor: Actor;
-  purpose: string;
-  /** Fields to decrypt, return and audit as read; all stored fields when absent. */
-  fields?: readonly string[];
 }
 
 export interface LookupInput {
@@ -76,14 +63,19 @@ interface RecordRow {
 }
 
 
-/** Creates the store of authoritative records. Every write is one transaction with its outbox events and audit entry. */
+/**
+ * Creates the store of authoritative records. Every write is one transaction
+ * with its outbox events and audit entry; every read is audited in the
+ * transaction that reads it.
+ */
 export function createVault(deps: VaultDeps): Vault {
-  // Single creates go through the batch path in groups, see createGroupCommitter.
+  // Single creates go through the batch path in groups, see createGroupCommitter;
+  // reads are grouped too, see createReader.
   const createOne = createGroupCommitter(deps);
   return {
     create: (input) => createOne(toCreateItem(input)),
     createMany: (input) => createRecords(deps, input),
-    read: (input) => readRecord(deps, input),
+    read: createReader(deps),
     update: (input) => updateRecord(deps, input),
     erase: (input) => eraseSubject(deps, input),
     lookup: (input) => lookupRecords(deps, input),
@@ -99,44 +91,6 @@ function toCreateItem(input: CreateInput): ActorCreateItem {
     item.idempotencyKey = input.idempotencyKey;
   }
   return item;
-}
-
-async function readRecord(deps: VaultDeps, input: ReadInput): Promise<RecordView> {
-  requirePurpose(deps.policy, input.purpose);
-
-  return withTransaction(deps.db, async (client) => {
-    const subject = await findSubject(client, input.subjectToken, { lock: false });
-    requireNotErased(subject);
-    const record = await selectRecord(client, subject.id, input.recordType);
-    if (record === undefined) {
-      throw new DomicileError('not_found', `subject has no ${input.recordType} record`);
-    }
-    const selected = input.fields === undefined ? record.fields : pickFields(record.fields, input.fields);
-    const dataKey = await unwrapDataKey(client, deps.keys, subject);
-    const values = decryptFields(dataKey, { recordType: input.recordType, subjectToken: subject.token }, selected);
-    dataKey.fill(0);
-
-    await appendAudit(client, deps.keyring, {
-      actor: input.actor,
-      action: 'record.read',
-      purpose: input.purpose,
-      subjectToken: subject.token,
-      recordType: input.recordType,
-      fields: Object.keys(values),
-    });
-    return toView(subject.token, input.recordType, record, values);
-  });
-}
-
-function pickFields(fields: EncryptedFields, names: readonly string[]): EncryptedFields {
-  const picked: EncryptedFields = {};
-  for (const name of names) {
-    const blob = Object.hasOwn(fields, name) ? fields[name] : undefined;
-    if (blob !== undefined) {
-      picked[name] = blob;
-    }
-  }
-  return picked;
 }
 
 async function lookupRecords(deps: VaultDeps, input: LookupInput): Promise<string[]> {
@@ -211,22 +165,10 @@ async function loadForReplication(
     return undefined;
   }
   const record: RecordRow = { fields: row.fields, version: row.version, policy_version: row.policy_version, updated_at: row.updated_at };
-  const dataKey = await deps.keys.unwrap({ kekVersion: row.kek_version, ciphertext: row.wrapped }, dataKeyContext(row.token));
+  const dataKey = await dataKeyCacheFor(deps.db).unwrap(deps.keys, subjectId, { kekVersion: row.kek_version, ciphertext: row.wrapped }, dataKeyContext(row.token));
   const values = decryptFields(dataKey, { recordType, subjectToken: row.token }, record.fields);
   dataKey.fill(0);
   return toView(row.token, recordType, record, values);
-}
-
-async function selectRecord(
-  client: Pick<pg.PoolClient, 'query'>,
-  subjectId: string,
-  recordType: string,
-): Promise<RecordRow | undefined> {
-  const result = await client.query<RecordRow>(
-    'SELECT fields, version, policy_version, updated_at FROM records WHERE subject_id = $1 AND record_type = $2 AND erased_at IS NULL',
-    [subjectId, recordType],
-  );
-  return result.rows[0];
 }
 
 function toView(subjectToken: string, recordType: string, record: RecordRow, values: RecordView['values']): RecordView {

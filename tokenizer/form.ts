@@ -1,6 +1,6 @@
-import { DomicileError, type EgressForm, type FieldPolicy } from '../policy/index.ts';
+import { DomicileError, type EgressForm, type FieldPolicy, type TokenKind } from '../policy/index.ts';
 import { deterministicToken } from './deterministic.ts';
-import { formatPreservingToken } from './format-preserving.ts';
+import { formatPreservingToken, isBelowDomainFloor, type FormatPreservingOptions } from './format-preserving.ts';
 import { generalizeValue } from './generalize.ts';
 import type { Keyring } from './keyring.ts';
 import { maskValue } from './mask.ts';
@@ -38,14 +38,32 @@ function asText(normalized: NormalizedValue): string {
   return typeof normalized === 'string' ? normalized : String(normalized);
 }
 
-function tokenize(field: FieldPolicy, normalized: NormalizedValue, context: FormContext): string {
+/** Format-preserving options of a field's token policy. */
+export function formatPreservingOptions(field: FieldPolicy): FormatPreservingOptions {
+  return { checkDigit: field.token?.checkDigit, emailDomain: field.token?.emailDomain };
+}
+
+/**
+ * Returns the token kind that a value of the field gets: the policy's kind,
+ * except that a format-preserving field with `fallback: random` gives a
+ * random token to a value below the FF1 domain floor. Egress paths call it to
+ * know which values need a random token from the store.
+ */
+export function tokenKindOf(field: FieldPolicy, normalized: NormalizedValue): TokenKind {
   const kind = field.token?.kind ?? 'deterministic';
+  if (kind === 'format-preserving' && field.token?.fallback === 'random' && isBelowDomainFloor(field.type, asText(normalized), formatPreservingOptions(field))) {
+    return 'random';
+  }
+  return kind;
+}
+
+function tokenize(field: FieldPolicy, normalized: NormalizedValue, context: FormContext): string {
   const text = asText(normalized);
-  switch (kind) {
+  switch (tokenKindOf(field, normalized)) {
     case 'deterministic':
       return deterministicToken(context.keyring, context.namespace, text);
     case 'format-preserving':
-      return formatPreservingToken(context.keyring, context.namespace, field.type, text);
+      return formatPreservingToken(context.keyring, context.namespace, field.type, text, undefined, formatPreservingOptions(field));
     case 'random':
       if (context.randomToken === undefined) {
         throw new DomicileError('internal', 'random tokens need the store: no randomToken callback was given');

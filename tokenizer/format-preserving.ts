@@ -1,25 +1,29 @@
 import { getCountries, getCountryCallingCode } from 'libphonenumber-js';
-import { DomicileError, type FieldType } from '../policy/index.ts';
-import { FF1 } from './ff1.ts';
+import { DomicileError, type CheckDigit, type EmailDomainMode, type FieldType } from '../policy/index.ts';
+import { transformIban, transformLuhn } from './fp-check-digit.ts';
+import { DIGITS, DomainFloorError, ff1Cipher, floorCheckCipher, type FormatCipher } from './fp-cipher.ts';
+import { transformEmail } from './fp-email.ts';
 import type { Keyring } from './keyring.ts';
 
+export { DomainFloorError } from './fp-cipher.ts';
+
 /**
- * Format-preserving tokens, built on FF1 with radix 10 and the keyring's `ff1`
- * key of the namespace (AES-256):
+ * Format-preserving tokens, built on FF1 with the keyring's `ff1` key of the
+ * namespace (AES-256):
  * - phone (E.164): `+`, the country calling code and the digit count are kept,
  *   the national significant number is encrypted with the calling code as tweak;
+ * - email: a valid `local@domain` address (fp-email.ts);
+ * - `checkDigit: luhn` or `iban-mod97`: a valid check digit (fp-check-digit.ts);
  * - any other value made only of ASCII digits: length and leading zeros are
  *   kept, so `012345672` gives another 9-digit string.
  * The tweak strings below are part of every stored token: never change them.
  *
- * NOTE: a format-preserving token cannot carry its key version, so after a key
+ * A format-preserving token cannot carry its key version, so after a key
  * rotation new tokens differ from old ones, and detokenizing an old token needs
  * the version it was made with.
  */
 const DIGITS_TWEAK = Buffer.from('domicile:digits', 'utf8');
 const PHONE_TWEAK_PREFIX = 'domicile:phone:+';
-
-const instances = new WeakMap<Buffer, FF1>();
 
 let callingCodes: ReadonlySet<string> | undefined;
 
@@ -32,14 +36,10 @@ function knownCallingCodes(): ReadonlySet<string> {
   return callingCodes;
 }
 
-function cipherFor(keyring: Keyring, namespace: string, version: number | undefined): FF1 {
-  const key = keyring.derive('ff1', namespace, version ?? keyring.currentVersion);
-  let ff1 = instances.get(key);
-  if (ff1 === undefined) {
-    ff1 = new FF1(key, 10);
-    instances.set(key, ff1);
-  }
-  return ff1;
+/** Policy options of a format-preserving field (`token.checkDigit`, `token.emailDomain`). */
+export interface FormatPreservingOptions {
+  checkDigit?: CheckDigit | undefined;
+  emailDomain?: EmailDomainMode | undefined;
 }
 
 /** Splits an E.164 number into calling code and national significant number. */
@@ -56,39 +56,46 @@ function splitE164(phone: string): { callingCode: string; national: string } {
   throw new DomicileError('invalid_value', 'has an unknown country calling code');
 }
 
-function transform(
-  keyring: Keyring,
-  namespace: string,
-  type: FieldType,
-  text: string,
-  version: number | undefined,
-  encrypt: boolean,
-): string {
-  const ff1 = cipherFor(keyring, namespace, version);
-  const crypt = (digits: string, tweak: Buffer): string => (encrypt ? ff1.encrypt(digits, tweak) : ff1.decrypt(digits, tweak));
+/** FF1 needs 6 digits for a domain of 1,000,000 values. */
+const MIN_PHONE_DIGITS = 6;
 
+function transformPhone(cipher: FormatCipher, text: string): string {
+  const { callingCode, national } = splitE164(text);
+  if (national.length < MIN_PHONE_DIGITS) {
+    throw new DomainFloorError(`has a national number shorter than the ${MIN_PHONE_DIGITS} digits that format-preserving tokens need`);
+  }
+  return `+${callingCode}${cipher.crypt(national, Buffer.from(PHONE_TWEAK_PREFIX + callingCode, 'utf8'), DIGITS)}`;
+}
+
+/** Picks the format of a field by its check digit option, then by its type. */
+function transformValue(cipher: FormatCipher, type: FieldType, text: string, options: FormatPreservingOptions): string {
+  if (options.checkDigit === 'luhn') {
+    return transformLuhn(cipher, text);
+  }
+  if (options.checkDigit === 'iban-mod97') {
+    return transformIban(cipher, text);
+  }
   if (type === 'phone') {
-    const { callingCode, national } = splitE164(text);
-    if (national.length < ff1.minLength()) {
-      throw new DomicileError(
-        'invalid_value',
-        `has a national number shorter than the ${ff1.minLength()} digits that format-preserving tokens need`,
-      );
-    }
-    return `+${callingCode}${crypt(national, Buffer.from(PHONE_TWEAK_PREFIX + callingCode, 'utf8'))}`;
+    return transformPhone(cipher, text);
   }
-
+  if (type === 'email') {
+    return transformEmail(cipher, text, options.emailDomain ?? 'tokenize');
+  }
   if (!/^[0-9]+$/.test(text)) {
-    throw new DomicileError('invalid_value', 'format-preserving tokens need a phone number or a string of digits');
+    throw new DomicileError('invalid_value', 'format-preserving tokens need a phone number, an email address or a string of digits');
   }
-  return crypt(text, DIGITS_TWEAK);
+  return cipher.crypt(text, DIGITS_TWEAK, DIGITS);
+}
+
+function keyFor(keyring: Keyring, namespace: string, version: number | undefined): Buffer {
+  return keyring.derive('ff1', namespace, version ?? keyring.currentVersion);
 }
 
 /**
  * Returns the format-preserving token of a normalized value. Throws
- * DomicileError `invalid_value` if the value is neither a phone number nor a
- * digit string, or has fewer than 6 digits to encrypt (FF1 needs a domain of at
- * least 1,000,000 values).
+ * DomicileError `invalid_value` if the value does not fit the field's format,
+ * and its subclass DomainFloorError if the part to encrypt is too short for
+ * FF1 (a domain below 1,000,000 values, such as fewer than 6 digits).
  */
 export function formatPreservingToken(
   keyring: Keyring,
@@ -96,17 +103,36 @@ export function formatPreservingToken(
   type: FieldType,
   normalized: string,
   version?: number,
+  options: FormatPreservingOptions = {},
 ): string {
-  return transform(keyring, namespace, type, normalized, version, true);
+  return transformValue(ff1Cipher(keyFor(keyring, namespace, version), true), type, normalized, options);
 }
 
-/** Returns the normalized value of a format-preserving token made with the same namespace and key version. */
+/** Returns the normalized value of a format-preserving token made with the same namespace, key version and options. */
 export function formatPreservingDetokenize(
   keyring: Keyring,
   namespace: string,
   type: FieldType,
   token: string,
   version?: number,
+  options: FormatPreservingOptions = {},
 ): string {
-  return transform(keyring, namespace, type, token, version, false);
+  return transformValue(ff1Cipher(keyFor(keyring, namespace, version), false), type, token, options);
+}
+
+/**
+ * Reports whether a normalized value is too short for a format-preserving
+ * token (DomainFloorError), without running FF1. Other problems of the value
+ * give false here and surface when it is tokenized.
+ */
+export function isBelowDomainFloor(type: FieldType, normalized: string, options: FormatPreservingOptions = {}): boolean {
+  try {
+    transformValue(floorCheckCipher, type, normalized, options);
+    return false;
+  } catch (error) {
+    if (error instanceof DomainFloorError) {
+      return true;
+    }
+    return false;
+  }
 }

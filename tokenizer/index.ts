@@ -1,8 +1,8 @@
 export { blindIndex } from './blind-index.ts';
 export { DETERMINISTIC_PREFIX, RANDOM_PREFIX, deterministicToken, hmacSha256, parseToken, type ParsedToken } from './deterministic.ts';
 export { decryptValue, encryptValue } from './envelope.ts';
-export { applyForm, destinationNamespace, fieldNamespace, type FormContext } from './form.ts';
-export { formatPreservingDetokenize, formatPreservingToken } from './format-preserving.ts';
+export { applyForm, destinationNamespace, fieldNamespace, formatPreservingOptions, tokenKindOf, type FormContext } from './form.ts';
+export { DomainFloorError, formatPreservingDetokenize, formatPreservingToken, isBelowDomainFloor, type FormatPreservingOptions } from './format-preserving.ts';
 export { DEFAULT_ALPHABET, FF1, MIN_DOMAIN_SIZE } from './ff1.ts';
 export { generalizeValue } from './generalize.ts';
 export { Keyring, generateTokenizationSecret, type KeyPurpose } from './keyring.ts';
@@ -11,3 +11,4 @@ export { normalizeValue, type NormalizeOptions, type NormalizedValue } from './n
 export { generateRandomToken } from './random.ts';
 export type { EncryptionContext, KeyProvider, WrappedKey } from './keys/provider.ts';
 export { LocalKeyProvider, canonicalContext, openLocalKeyFile } from './keys/local-file.ts';
+export { ibanCheckDigits, isIbanValid, isLuhnValid, luhnCheckDigit } from './check-digits.ts';
