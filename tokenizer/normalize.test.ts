@@ -30,6 +30,19 @@ describe('normalizeValue string', () => {
     }
   });
 
+  test('folds no case in names', () => {
+    // Case mapping depends on the language: Turkish dotted I, Greek final sigma.
+    assert.equal(normalize('string', 'İstanbul'), 'İstanbul');
+    assert.equal(normalize('string', 'ΟΔΥΣΣΕΥΣ'), 'ΟΔΥΣΣΕΥΣ');
+    assert.notEqual(tokenOf('string', 'ΟΔΥΣΣΕΥΣ'), tokenOf('string', 'Οδυσσεύς'));
+    assert.notEqual(tokenOf('string', 'D’Angelo'), tokenOf('string', "D'Angelo"));
+  });
+
+  test('keeps the case of non-ASCII letters in email local parts', () => {
+    assert.equal(normalize('email', 'İpek@Example.com'), 'İpek@example.com');
+    assert.equal(normalize('email', 'ΣΟΦΊΑ@example.gr'), 'ΣΟΦΊΑ@example.gr');
+  });
+
   test('keeps line breaks of addresses and turns CR LF into LF', () => {
     assert.equal(normalize('string', 'Flat 2\nThe Old Mill\n12 High St\nLondon EC1A 1BB'), 'Flat 2\nThe Old Mill\n12 High St\nLondon EC1A 1BB');
     assert.equal(normalize('string', '〒060-0000\r\n北海道札幌市中央区北1条西1-1-1'), '〒060-0000\n北海道札幌市中央区北1条西1-1-1');
