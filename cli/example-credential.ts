@@ -40,7 +40,13 @@ async function readSecret(file: string): Promise<string | undefined> {
   } catch {
     return undefined;
   }
-  const parsed: unknown = JSON.parse(text);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // A damaged file is replaced by a new credential, as if it were missing.
+    return undefined;
+  }
   if (typeof parsed === 'object' && parsed !== null && 'secret' in parsed && typeof parsed.secret === 'string') {
     return parsed.secret;
   }
