@@ -110,7 +110,9 @@ interface Parts {
 async function startListeners(config: Config, parts: Parts, running: Running, closers: Array<() => Promise<void>>): Promise<void> {
   const { policy, db, keyring, vault, logger, subjectExport } = parts;
 
-  const gatewayServer = http.createServer();
+  // Bodies of the gateway listener are small JSON documents, so slow clients
+  // are cut off sooner than Node's defaults (60 s for headers, 300 s in all).
+  const gatewayServer = http.createServer({ headersTimeout: 20_000, requestTimeout: 30_000 });
   const gatewayPort = await listen(gatewayServer, config.host, config.gatewayPort);
   closers.push(() => closeServer(gatewayServer));
   const gatewayOrigin = config.gatewayPort === 0 ? `http://localhost:${gatewayPort}` : config.gatewayOrigin;
@@ -150,6 +152,8 @@ async function startListeners(config: Config, parts: Parts, running: Running, cl
   gatewayServer.on('request', gatewayApp);
 
   const appServer = createAppListener({ upstream, logger: logger.child({ listener: 'app' }) });
+  // Proxied uploads may be large, so only the headers get a shorter limit than Node's default.
+  appServer.headersTimeout = 20_000;
   const appPort = await listen(appServer, config.host, config.appPort);
   closers.push(() => closeServer(appServer));
 

@@ -34,7 +34,7 @@ export function createGatewayApp(deps: GatewayDeps): express.Express {
   app.set('query parser', 'simple');
 
   app.use(requestLogger(logger));
-  const metrics = createGatewayMetrics({ db: deps.db, logger });
+  const metrics = createGatewayMetrics({ db: deps.db, logger, destinations: Object.keys(deps.policy.destinations) });
   app.use(metrics.middleware);
   // API responses are JSON and never framed; the widget routes replace this
   // policy with their own.

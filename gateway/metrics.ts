@@ -2,7 +2,7 @@ import type { Request, RequestHandler, Router } from 'express';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Database } from '../store/database.ts';
-import { outboxStats } from '../store/outbox.ts';
+import { outboxStats, type OutboxStats } from '../store/outbox.ts';
 import { authenticate, credentialOf, requireOperation } from './auth.ts';
 import { addRoute, type RouteSpec } from './openapi.ts';
 
@@ -27,7 +27,7 @@ export function routeLabel(req: Request): string {
   return 'unmatched';
 }
 
-export function createGatewayMetrics(options: { db?: Database; logger: Logger }): GatewayMetrics {
+export function createGatewayMetrics(options: { db?: Database; logger: Logger; destinations?: readonly string[] }): GatewayMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'domicile_' });
 
@@ -46,7 +46,7 @@ export function createGatewayMetrics(options: { db?: Database; logger: Logger })
   });
 
   if (options.db !== undefined) {
-    registerOutboxGauges(registry, options.db, options.logger);
+    registerOutboxGauges(registry, options.db, options.logger, options.destinations ?? []);
   }
 
   const middleware: RequestHandler = (req, res, next) => {
@@ -62,40 +62,59 @@ export function createGatewayMetrics(options: { db?: Database; logger: Logger })
 }
 
 /**
- * Outbox lag, read from the database at each scrape. A failed query leaves
- * the gauges empty and sets `domicile_outbox_scrape_failed` to 1, so a scrape
- * still succeeds while the database is down.
+ * Outbox lag, read from the database at each scrape. The three gauges share
+ * one query per scrape, because the registry collects them concurrently. A
+ * failed query leaves the two lag gauges empty and sets
+ * `domicile_outbox_scrape_failed` to 1, so a scrape still succeeds while the
+ * database is down. Destinations of the policy with nothing pending report 0,
+ * so alerts see a value instead of no data.
  */
-function registerOutboxGauges(registry: Registry, db: Database, logger: Logger): void {
-  const failed = new Gauge({
+function registerOutboxGauges(registry: Registry, db: Database, logger: Logger, destinations: readonly string[]): void {
+  let reading: Promise<OutboxStats[] | undefined> | undefined;
+  const readStats = (): Promise<OutboxStats[] | undefined> => {
+    reading ??= outboxStats(db)
+      .catch((error: unknown) => {
+        logger.warn({ event: 'metrics.outbox_failed', errorName: error instanceof Error ? error.name : typeof error }, 'could not read the outbox for metrics');
+        return undefined;
+      })
+      .finally(() => {
+        setImmediate(() => {
+          reading = undefined;
+        });
+      });
+    return reading;
+  };
+
+  const lagGauge = (name: string, help: string, valueOf: (stats: OutboxStats) => number): void => {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['destination'] as const,
+      registers: [registry],
+      async collect() {
+        const rows = await readStats();
+        this.reset();
+        if (rows === undefined) {
+          return;
+        }
+        for (const destination of destinations) {
+          this.set({ destination }, 0);
+        }
+        for (const stats of rows) {
+          this.set({ destination: stats.destination }, valueOf(stats));
+        }
+      },
+    });
+  };
+  lagGauge('domicile_outbox_pending', 'Undelivered outbox events by destination', (stats) => stats.open);
+  lagGauge('domicile_outbox_oldest_pending_seconds', 'Age of the oldest undelivered outbox event by destination, in seconds', (stats) => stats.oldestAgeSeconds);
+
+  new Gauge({
     name: 'domicile_outbox_scrape_failed',
     help: '1 when the last scrape could not read the outbox, else 0',
     registers: [registry],
-  });
-  const oldest = new Gauge({
-    name: 'domicile_outbox_oldest_pending_seconds',
-    help: 'Age of the oldest undelivered outbox event by destination, in seconds',
-    labelNames: ['destination'] as const,
-    registers: [registry],
-  });
-  new Gauge({
-    name: 'domicile_outbox_pending',
-    help: 'Undelivered outbox events by destination',
-    labelNames: ['destination'] as const,
-    registers: [registry],
     async collect() {
-      this.reset();
-      oldest.reset();
-      try {
-        for (const stats of await outboxStats(db)) {
-          this.set({ destination: stats.destination }, stats.open);
-          oldest.set({ destination: stats.destination }, stats.oldestAgeSeconds);
-        }
-        failed.set(0);
-      } catch (error) {
-        failed.set(1);
-        logger.warn({ event: 'metrics.outbox_failed', errorName: error instanceof Error ? error.name : typeof error }, 'could not read the outbox for metrics');
-      }
+      this.set((await readStats()) === undefined ? 1 : 0);
     },
   });
 }

@@ -103,6 +103,8 @@ for (const database of testDatabases()) {
       const weak = await patch(subjectToken, { postalCode: '10115' }, 'W/"1"');
       assert.equal(weak.status, 400);
       assert.equal(weak.body.error.issues[0].path, 'header.if-match');
+      const leadingZero = await patch(subjectToken, { postalCode: '10115' }, '"01"');
+      assert.equal(leadingZero.status, 400, 'an entity tag matches only as written');
       const unknown = await patch(subjectToken, { shoeSize: 44 });
       assert.equal(unknown.status, 400);
       assert.equal(unknown.body.error.issues[0].path, '$.values.shoeSize');

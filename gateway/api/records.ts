@@ -49,7 +49,8 @@ export function expectedVersion(header: string | undefined): number | undefined 
   if (header === undefined || header.trim() === '*') {
     return undefined;
   }
-  const match = /^\s*"(\d{1,9})"\s*$/.exec(header);
+  // A version has no leading zero, so each version has exactly one entity tag.
+  const match = /^\s*"([1-9]\d{0,8})"\s*$/.exec(header);
   if (match?.[1] === undefined) {
     throw new DomicileError('invalid_request', 'header.if-match must be the strong entity tag "<version>" of a read, or *', {
       issues: [{ path: 'header.if-match', message: 'must be "<version>" or *' }],

@@ -24,7 +24,7 @@ for (const database of testDatabases()) {
     let db: OpenedTestDatabase;
     let store: TestVault;
     let app: Express;
-    const secrets = { inCountry: '', abroad: '', readOnly: '', otherType: '' };
+    const secrets = { inCountry: '', abroad: '', readOnly: '', otherType: '', phoneOnly: '' };
 
     before(async () => {
       ({ db, store } = await openTestVault(database, policy));
@@ -33,6 +33,13 @@ for (const database of testDatabases()) {
       secrets.abroad = (await createCredential(db, { name: 'aws', location: 'abroad', scopes: { operations: [...operations], recordTypes: ['member'] } })).secret;
       secrets.readOnly = (await createCredential(db, { name: 'reports', location: 'in-country', scopes: { operations: ['records:read'], recordTypes: ['member'] } })).secret;
       secrets.otherType = (await createCredential(db, { name: 'notes', location: 'in-country', scopes: { operations: [...operations], recordTypes: ['note'] } })).secret;
+      secrets.phoneOnly = (
+        await createCredential(db, {
+          name: 'sms',
+          location: 'in-country',
+          scopes: { operations: [...operations], recordTypes: ['member'], fields: { member: { phone: 'token' } } },
+        })
+      ).secret;
       app = createTestGateway(db, policy, store);
     });
 
@@ -53,6 +60,24 @@ for (const database of testDatabases()) {
       );
       return result.rows[0];
     }
+
+    test('field grants limit tokenize and detokenize', async () => {
+      const tokenized = await tokenize(secrets.phoneOnly, [
+        { recordType: 'member', field: 'email', value: 'maelis.r@example.test' },
+        { recordType: 'member', field: 'phone', value: '+49 30 5551234567' },
+      ]);
+      assert.equal(tokenized.status, 200);
+      assert.equal(tokenized.body.results[0].error.code, 'forbidden');
+      assert.equal(tokenized.body.results[0].error.path, '$.items[0].field');
+      assert.match(String(tokenized.body.results[1].token), /^\+49[0-9]{12}$/);
+
+      const revealed = await detokenize(secrets.phoneOnly, {
+        purpose: 'support',
+        items: [{ recordType: 'member', field: 'phone', token: String(tokenized.body.results[1].token) }],
+      });
+      assert.equal(revealed.status, 200);
+      assert.equal(revealed.body.results[0].error.code, 'forbidden', 'a token grant does not reveal clear values');
+    });
 
     test('tokenize reports item errors per item', async () => {
       const response = await tokenize(secrets.inCountry, [

@@ -1,6 +1,7 @@
 import express, { Router } from 'express';
 import { z } from 'zod';
-import { DomicileError } from '../../policy/index.ts';
+import { DomicileError, isAtLeastAsStrong, type EgressForm } from '../../policy/index.ts';
+import type { Credential } from '../../store/credentials.ts';
 import { actorOf, authenticate, credentialOf } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
@@ -51,7 +52,7 @@ const ERRORS = {
   413: { description: `more than ${TOKEN_BATCH_MAX} items, or a body above ${TOKEN_BODY_LIMIT}` },
 } as const;
 
-type ParsedItem<T> = { ok: true; item: T } | { ok: false; error: { code: 'invalid_request'; message: string; path: string } };
+type ParsedItem<T> = { ok: true; item: T } | { ok: false; error: { code: 'invalid_request' | 'forbidden'; message: string; path: string } };
 
 /** Validates each item on its own, so one malformed item gives an item error and the others still run. */
 function parseItems<T extends z.ZodType>(schema: T, items: readonly unknown[]): Array<ParsedItem<z.output<T>>> {
@@ -68,6 +69,30 @@ function parseItems<T extends z.ZodType>(schema: T, items: readonly unknown[]): 
       const first = error.issues[0];
       return { ok: false, error: { code: 'invalid_request', message: first?.message ?? error.message, path: first?.path ?? `$.items[${index}]` } };
     }
+  });
+}
+
+/**
+ * Turns items into item errors where the credential's field grants do not let
+ * it see the field in `revealed`, the form the operation returns: a token for
+ * tokenize, the clear value for detokenize. Without grants for the record
+ * type, the scope of the record type decides, as for reads.
+ */
+function checkFieldGrants<T extends { recordType: string; field: string }>(
+  parsed: Array<ParsedItem<T>>,
+  credential: Credential,
+  revealed: EgressForm,
+): Array<ParsedItem<T>> {
+  return parsed.map((entry, index) => {
+    if (!entry.ok) return entry;
+    const grants = credential.scopes.fields?.[entry.item.recordType];
+    if (grants === undefined) return entry;
+    const granted = Object.hasOwn(grants, entry.item.field) ? (grants[entry.item.field] ?? 'never') : 'never';
+    if (granted !== 'never' && isAtLeastAsStrong(revealed, granted)) return entry;
+    return {
+      ok: false,
+      error: { code: 'forbidden', message: `credential may not see field ${entry.item.recordType}.${entry.item.field} in form ${revealed}`, path: `$.items[${index}].field` },
+    };
   });
 }
 
@@ -128,7 +153,7 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
         throw new DomicileError('forbidden', 'credential lacks the scope tokenize');
       }
       const body = parseInput(tokenizeBody, req.body, '$');
-      const parsed = parseItems(tokenizeItem, body.items);
+      const parsed = checkFieldGrants(parseItems(tokenizeItem, body.items), credential, 'token');
       const good = parsed.flatMap((entry, index) => (entry.ok ? [{ item: entry.item, index }] : []));
       const results = await vault.tokens.tokenize({
         actor: actorOf(credential),
@@ -166,7 +191,7 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       }
       const body = parseInput(detokenizeBody, req.body, '$');
       const purpose = requirePurpose(policy, body.purpose, '$.purpose');
-      const parsed = parseItems(detokenizeItem, body.items);
+      const parsed = checkFieldGrants(parseItems(detokenizeItem, body.items), credential, 'clear');
       const good = parsed.flatMap((entry, index) => (entry.ok ? [{ item: entry.item, index }] : []));
       const results = await vault.tokens.detokenize({
         actor: actorOf(credential),
