@@ -9,6 +9,8 @@ import {
   type CredentialScopes,
   type FieldForm,
 } from '../store/credentials.ts';
+import { DomicileError, loadPolicyFile, type Policy } from '../policy/index.ts';
+import { loadConfig } from './config.ts';
 import { withStore } from './with-store.ts';
 
 type FieldScopes = NonNullable<CredentialScopes['fields']>;
@@ -31,6 +33,33 @@ export function parseFieldGrant(value: string, previous: FieldScopes): FieldScop
   }
   const recordType = match[1];
   return { ...previous, [recordType]: { ...previous[recordType], [match[2]]: form as FieldForm } };
+}
+
+/**
+ * Checks the scopes against the data policy, so a typo in a record type or a
+ * field name fails instead of silently hiding data from the caller.
+ */
+export function checkScopesAgainstPolicy(scopes: CredentialScopes, policy: Policy): void {
+  const problems: string[] = [];
+  for (const recordType of scopes.recordTypes) {
+    if (!Object.hasOwn(policy.recordTypes, recordType)) {
+      problems.push(`--record-type ${recordType} is not a record type of the data policy`);
+    }
+  }
+  for (const [recordType, grants] of Object.entries(scopes.fields ?? {})) {
+    if (!scopes.recordTypes.includes(recordType)) {
+      problems.push(`--field ${recordType}.* names a record type that no --record-type allows`);
+    }
+    const declared = policy.recordTypes[recordType]?.fields ?? {};
+    for (const field of Object.keys(grants)) {
+      if (!Object.hasOwn(declared, field)) {
+        problems.push(`--field ${recordType}.${field} is not a field of the data policy`);
+      }
+    }
+  }
+  if (problems.length > 0) {
+    throw new DomicileError('invalid_request', `invalid credential scopes: ${problems.join('; ')}`);
+  }
 }
 
 /** Adds `domicile credentials create|list|revoke`. */
@@ -59,6 +88,7 @@ export function registerCredentialCommands(program: Command): void {
         if (Object.keys(options.field).length > 0) {
           scopes.fields = options.field;
         }
+        checkScopesAgainstPolicy(scopes, loadPolicyFile(loadConfig().policyFile));
         await withStore(async ({ db }) => {
           const { id, secret } = await createCredential(db, { name: options.name, location: options.location, scopes });
           console.log(`credential ${id} created; its secret, shown only now:\n${secret}`);
