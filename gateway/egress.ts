@@ -10,7 +10,7 @@ export interface RecordResponse extends RecordView {
   forms: Record<string, EgressForm>;
 }
 
-/** What a caller may see: its location and the field-level part of its scopes. */
+/** Viewer of a record: the caller's location and the field-level part of its scopes. */
 export interface Viewer {
   location: 'in-country' | 'abroad';
   scopes: Pick<CredentialScopes, 'fields'>;
@@ -22,8 +22,7 @@ export interface Viewer {
  * first: a record type listed in `scopes.fields` gives only its listed
  * fields, and a record type left out gives every field in the default form
  * (clear in the country, the egress rule abroad). Abroad, the result is then
- * raised to the field's egress rule when the grant is weaker, whatever the
- * scope says.
+ * raised to the field's egress rule when the grant is weaker.
  */
 export function grantedForm(viewer: Viewer, recordType: string, fieldName: string, field: FieldPolicy): EgressForm {
   const typeGrants = viewer.scopes.fields?.[recordType];
@@ -41,7 +40,7 @@ export function grantedForm(viewer: Viewer, recordType: string, fieldName: strin
 
 /**
  * Reports whether the field can produce `form`. A random token needs the
- * store's mapping table, so it counts only when `randomTokens` says the caller
+ * store's mapping table, so it counts only when `randomTokens` is true because the caller
  * prepared the mappings; mask and generalize need the field's rule.
  */
 function canProduce(field: FieldPolicy, form: EgressForm, randomTokens: boolean): boolean {

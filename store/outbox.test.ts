@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadPolicyFile } from '../policy/load.ts';
-import { claimOutbox, completeOutbox, failOutbox, outboxStats, retryDelayMs } from './outbox.ts';
+import { claimOutbox, completeOutbox, failOutbox, outboxStats } from './outbox.ts';
 import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
 import type { Actor } from './types.ts';
 
@@ -104,15 +104,3 @@ for (const database of testDatabases()) {
     });
   });
 }
-
-test('retry delay grows and stays capped', () => {
-  const after1 = retryDelayMs(1);
-  assert.ok(after1 >= 1000, `delay after 1 failures: ${after1}`);
-  assert.ok(after1 <= 1200, `delay after 1 failures: ${after1}`);
-  const after3 = retryDelayMs(3);
-  assert.ok(after3 >= 4000, `delay after 3 failures: ${after3}`);
-  assert.ok(after3 <= 4800, `delay after 3 failures: ${after3}`);
-  const after50 = retryDelayMs(50);
-  assert.ok(after50 >= 300_000, `delay after 50 failures: ${after50}`);
-  assert.ok(after50 <= 360_000, `delay after 50 failures: ${after50}`);
-});

@@ -1,4 +1,3 @@
-import { randomInt } from 'node:crypto';
 import type { Database, Queryable } from './database.ts';
 
 export interface OutboxEvent {
@@ -117,16 +116,6 @@ export async function failOutbox(db: Database, id: string, options: { errorCode:
     'UPDATE outbox SET lease_until = NULL, available_at = $2, last_error_code = $3 WHERE id = $1 AND completed_at IS NULL',
     [id, options.retryAt, options.errorCode.slice(0, 64)],
   );
-}
-
-/**
- * Returns the delay before the next attempt after `attempts` failures:
- * exponential from 1 second, capped at 5 minutes, with up to 20 % random
- * jitter so that many failing events do not retry in lockstep.
- */
-export function retryDelayMs(attempts: number): number {
-  const base = Math.min(300_000, 1000 * 2 ** Math.max(0, Math.min(attempts - 1, 20)));
-  return base + randomInt(0, Math.floor(base / 5) + 1);
 }
 
 export async function outboxStats(db: Database): Promise<OutboxStats[]> {

@@ -23,7 +23,8 @@ for (const database of testDatabases()) {
     /** Projects a record the way the replication worker does: random tokens first, then the copy. */
     async function project(destination: string, subjectId: string): Promise<PartialCopy> {
       const view = await store.vault.loadForReplication(subjectId, 'member');
-      assert.ok(view !== undefined && !('erased' in view));
+      assert.ok(view !== undefined);
+      assert.ok(!('erased' in view));
       const tokens = await store.vault.tokens.randomTokensForSubject(view.subjectToken, randomTokenRequests(policy, destination, view));
       return projectRecord(policy, destination, view, store.keyring, { randomToken: randomTokenLookup(tokens) });
     }
