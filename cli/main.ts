@@ -12,6 +12,7 @@ import { createLogger } from './logger.ts';
 import { startDomicile, type Role } from './start.ts';
 import { withStore } from './with-store.ts';
 import { verifyAudit } from '../store/audit.ts';
+import { sealAudit } from '../store/audit-seal.ts';
 import { auditAnchorPath, verifyAuditAnchors } from '../store/audit-anchor.ts';
 import { migrate } from '../store/migrate.ts';
 
@@ -64,6 +65,8 @@ audit
       throw new DomicileError('invalid_request', `anchor file not found: ${anchorFile}`);
     }
     await withStore(async ({ db, keyring }) => {
+      // Entries that a stopped process wrote but did not chain are chained first, so they are checked too.
+      const sealed = await sealAudit(db, keyring);
       const result = await verifyAudit(db, keyring);
       if (!result.ok) {
         console.error(`audit log broken at entry ${result.seq}: ${result.reason}`);
@@ -77,7 +80,8 @@ audit
         return;
       }
       const checked = anchors.anchors === 0 ? `no anchors in ${anchorFile}` : `${anchors.anchors} anchors checked, the last at entry ${anchors.lastSeq}`;
-      console.log(`audit log intact: ${result.count} entries verified, ${checked}`);
+      const chained = sealed === 0 ? '' : ` (${sealed} pending entries chained first)`;
+      console.log(`audit log intact: ${result.count} entries verified${chained}, ${checked}`);
     });
   });
 

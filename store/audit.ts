@@ -1,7 +1,8 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Keyring } from '../tokenizer/keyring.ts';
-import { canonicalJson } from './canonical.ts';
-import type { Database, Queryable } from './database.ts';
+import { chainHash, GENESIS_HASH, type AuditRow } from './audit-chain.ts';
+import { afterCommit, type Database, type Queryable } from './database.ts';
+import { auditSealerFor } from './audit-seal.ts';
 import type { Actor } from './types.ts';
 
 /**
@@ -14,10 +15,8 @@ import type { Actor } from './types.ts';
  * chain and `derive('audit', 'audit-values', v)` for values. Stored hashes
  * depend on both namespaces and on the canonical form: never change them.
  */
-const CHAIN_NAMESPACE = 'audit-chain';
 const VALUE_NAMESPACE = 'audit-values';
 const VALUE_HMAC_PREFIX = 'hmac-sha256:';
-const GENESIS_HASH = Buffer.alloc(32);
 const VERIFY_BATCH = 1000;
 
 export type AuditOutcome = 'ok' | 'denied' | 'failed';
@@ -42,24 +41,6 @@ export type AuditVerification =
   | { ok: true; count: number }
   | { ok: false; seq: number; reason: string };
 
-interface AuditRow {
-  seq: number;
-  at: string;
-  actor_id: string;
-  actor_location: string;
-  action: string;
-  purpose: string | null;
-  subject_token: string | null;
-  record_type: string | null;
-  fields: string[];
-  value_hmacs: Record<string, string>;
-  item_counts: Record<string, number> | null;
-  outcome: string;
-  key_version: number;
-  prev_hash: Buffer;
-  hash: Buffer;
-}
-
 /**
  * Computes the keyed HMAC under which an audit row records a value, so an
  * auditor holding the keyring can check whether a row concerned a given value.
@@ -69,37 +50,11 @@ export function auditValueHmac(keyring: Keyring, value: string, version: number 
   return `${VALUE_HMAC_PREFIX}v${version}:${createHmac('sha256', key).update(value, 'utf8').digest('hex')}`;
 }
 
-function chainHash(keyring: Keyring, row: Omit<AuditRow, 'hash'>): Buffer {
-  const key = keyring.derive('audit', CHAIN_NAMESPACE, row.key_version);
-  // Item counts join the hashed fields only when present, so rows written
-  // before the column existed keep their hashes.
-  const counts = row.item_counts === null ? {} : { itemCounts: row.item_counts };
-  const canonical = canonicalJson({
-    ...counts,
-    prevHash: row.prev_hash.toString('hex'),
-    seq: row.seq,
-    at: row.at,
-    actorId: row.actor_id,
-    actorLocation: row.actor_location,
-    action: row.action,
-    purpose: row.purpose,
-    subjectToken: row.subject_token,
-    recordType: row.record_type,
-    fields: row.fields,
-    valueHmacs: row.value_hmacs,
-    outcome: row.outcome,
-    keyVersion: row.key_version,
-  });
-  return createHmac('sha256', key).update(canonical, 'utf8').digest();
-}
-
 /**
- * Appends one entry inside the caller's transaction and returns its sequence
- * number. Locks the chain head until the transaction ends, so appends are
- * serialized: call it as the last step of a transaction.
+ * Writes one entry inside the caller's transaction. See `appendAuditEntries`.
  */
-export async function appendAudit(client: Queryable, keyring: Keyring, entry: AuditEntry): Promise<number> {
-  return appendAuditEntries(client, keyring, [entry]);
+export async function appendAudit(client: Queryable, keyring: Keyring, entry: AuditEntry): Promise<void> {
+  await appendAuditEntries(client, keyring, [entry]);
 }
 
 /**
@@ -164,93 +119,48 @@ function checkRow(keyring: Keyring, row: AuditRow, expectedSeq: number, previous
   return undefined;
 }
 
-/** Sequence number and hash of the last audit row, as stored in `audit_head`. */
-export interface AuditHead {
-  seq: number;
-  hash: Buffer;
-}
-
-/** Columns of audit_log as `jsonb_to_recordset` reads them from the JSON rows of `buildRows`. */
-const INSERT_ROWS = `
-  INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
-                         fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
-  SELECT x.seq, x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
-         ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.outcome, x.key_version,
-         decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts
-  FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
-       purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, outcome text,
-       key_version integer, prev_hash text, hash text, item_counts jsonb)`;
+/** Columns of audit_pending as `jsonb_to_recordset` reads them from the JSON rows of `pendingRows`. */
+export const INSERT_PENDING_ROWS = `
+  INSERT INTO audit_pending (at, actor_id, actor_location, action, purpose, subject_token, record_type,
+                             fields, value_hmacs, item_counts, outcome, key_version)
+  SELECT x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
+         ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.item_counts, x.outcome, x.key_version
+  FROM jsonb_to_recordset($1::jsonb) AS x(at timestamptz, actor_id text, actor_location text, action text,
+       purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, item_counts jsonb,
+       outcome text, key_version integer)`;
 
 /**
- * Appends several entries inside the caller's transaction, in the order
- * given, and returns the first sequence number. The rows are the same as from
- * one `appendAudit` call per entry, so verification does not tell them apart.
- *
- * With `expectedHead`, the head that the caller read earlier in the
- * transaction (without a lock), the rows are chained to it and written in ONE
- * statement that moves the head only if it is still that head. The head row
- * is then locked from that statement to the commit only. When another
- * transaction moved the head meanwhile, nothing is written by that statement
- * and the entries are appended as without `expectedHead`: lock the head,
- * chain to it, write.
+ * Writes entries inside the caller's transaction, in the order given. They
+ * commit or roll back with the operation they record, so an operation whose
+ * entry cannot be written fails. The entries land in `audit_pending`; after
+ * the transaction commits, the sealer of the database chains them into
+ * `audit_log` (see `sealAudit`), and `withTransaction` returns only after that
+ * seal, so callers answer with their entries already chained. Writing needs
+ * no lock: concurrent transactions commit side by side.
  */
-export async function appendAuditEntries(
-  client: Queryable,
-  keyring: Keyring,
-  entries: readonly AuditEntry[],
-  expectedHead?: AuditHead,
-): Promise<number> {
-  if (expectedHead !== undefined && entries.length > 0) {
-    const built = buildRows(keyring, expectedHead, entries);
-    const result = await client.query<{ moved: number }>(
-      `WITH moved AS (
-         UPDATE audit_head SET seq = $2, hash = $3 WHERE id = 1 AND seq = $4 AND hash = $5 RETURNING 1
-       ), appended AS (${INSERT_ROWS} WHERE EXISTS (SELECT 1 FROM moved)
-       )
-       SELECT count(*)::int AS moved FROM moved`,
-      [JSON.stringify(built.rows), built.head.seq, built.head.hash, expectedHead.seq, expectedHead.hash],
-    );
-    if (result.rows[0]?.moved === 1) {
-      return expectedHead.seq + 1;
-    }
-  }
-
-  const head = await client.query<{ seq: string; hash: Buffer }>('SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE');
-  const locked = head.rows[0];
-  if (locked === undefined) {
-    throw new Error('audit_head row is missing; run the migrations');
-  }
-  const previous: AuditHead = { seq: Number(locked.seq), hash: locked.hash };
+export async function appendAuditEntries(client: Queryable, keyring: Keyring, entries: readonly AuditEntry[]): Promise<void> {
   if (entries.length === 0) {
-    return previous.seq + 1;
+    return;
   }
-
-  const built = buildRows(keyring, previous, entries);
-  // One statement writes the rows and moves the head, to save a round trip
-  // while the head row is locked.
-  await client.query(`WITH appended AS (${INSERT_ROWS}) UPDATE audit_head SET seq = $2, hash = $3 WHERE id = 1`, [
-    JSON.stringify(built.rows),
-    built.head.seq,
-    built.head.hash,
-  ]);
-  return previous.seq + 1;
+  await client.query(INSERT_PENDING_ROWS, [JSON.stringify(pendingRows(keyring, entries))]);
+  requestSealAfterCommit(client, keyring);
 }
 
-/** Computes the chained rows of `entries` after `previous`, as JSON rows for INSERT_ROWS, and the new head. */
-function buildRows(keyring: Keyring, previous: AuditHead, entries: readonly AuditEntry[]): { rows: Array<Record<string, unknown>>; head: AuditHead } {
+/** Registers the seal that runs once the transaction of `client` commits; see `appendAuditEntries`. */
+export function requestSealAfterCommit(client: Queryable, keyring: Keyring): void {
+  afterCommit(client, 'audit-seal', (db) => auditSealerFor(db).seal(keyring));
+}
+
+/** The JSON rows of `entries` for INSERT_PENDING_ROWS; values become keyed HMACs here. */
+export function pendingRows(keyring: Keyring, entries: readonly AuditEntry[]): Array<Record<string, unknown>> {
   const version = keyring.currentVersion;
   const at = new Date().toISOString();
-  let seq = previous.seq;
-  let prevHash = previous.hash;
-  const rows: Array<Record<string, unknown>> = [];
-  for (const entry of entries) {
+  return entries.map((entry) => {
     const valueHmacs: Record<string, string> = {};
     for (const [name, value] of Object.entries(entry.values ?? {})) {
       valueHmacs[name] = auditValueHmac(keyring, value, version);
     }
-    seq += 1;
-    const row: Omit<AuditRow, 'hash'> = {
-      seq,
+    return {
       at,
       actor_id: entry.actor.id,
       actor_location: entry.actor.location,
@@ -263,11 +173,6 @@ function buildRows(keyring: Keyring, previous: AuditHead, entries: readonly Audi
       item_counts: entry.itemCounts === undefined ? null : { ...entry.itemCounts },
       outcome: entry.outcome ?? 'ok',
       key_version: version,
-      prev_hash: prevHash,
     };
-    const hash = chainHash(keyring, row);
-    rows.push({ ...row, prev_hash: row.prev_hash.toString('hex'), hash: hash.toString('hex') });
-    prevHash = hash;
-  }
-  return { rows, head: { seq, hash: prevHash } };
+  });
 }

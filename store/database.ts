@@ -155,11 +155,13 @@ function watchPool(pool: pg.Pool, logger: Logger): void {
 export async function withTransaction<T>(db: Database, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await db.pool.connect();
   let broken: Error | undefined;
+  const hooks = new Map<string, CommitHook>();
+  let result: T;
   try {
     await client.query('BEGIN');
-    const result = await fn(client);
+    commitHooks.set(client, hooks);
+    result = await fn(client);
     await client.query('COMMIT');
-    return result;
   } catch (error) {
     try {
       await client.query('ROLLBACK');
@@ -169,8 +171,38 @@ export async function withTransaction<T>(db: Database, fn: (client: pg.PoolClien
     }
     throw error;
   } finally {
+    commitHooks.delete(client);
     client.release(broken);
   }
+  // After the release: with PGlite the pool has one connection, which a hook needs.
+  for (const hook of hooks.values()) {
+    await hook(db);
+  }
+  return result;
+}
+
+/**
+ * Work that must follow a commit, such as sealing the audit entries the
+ * transaction wrote. A hook must not throw: the transaction has committed,
+ * and its caller must learn that it succeeded.
+ */
+export type CommitHook = (db: Database) => Promise<void>;
+
+const commitHooks = new WeakMap<object, Map<string, CommitHook>>();
+
+/**
+ * Runs `hook` once after the transaction of `client` commits, when `client`
+ * is inside `withTransaction`; a hook registered again under the same `key`
+ * in one transaction runs once. Returns false, and registers nothing, for a
+ * client outside `withTransaction`, such as the pool itself.
+ */
+export function afterCommit(client: Queryable, key: string, hook: CommitHook): boolean {
+  const hooks = commitHooks.get(client);
+  if (hooks === undefined) {
+    return false;
+  }
+  hooks.set(key, hook);
+  return true;
 }
 
 /** Anything that runs a query: the pool or a client inside a transaction. */

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { DomicileError } from '../policy/errors.ts';
 import type { AuditAnchorer } from './audit-anchor.ts';
+import { sealAudit } from './audit-seal.ts';
 import type { KekRewrapRunner } from './kek-rotation.ts';
 import { eraseLapsedSubjects, type RetentionOptions } from './retention.ts';
 import type { RetokenizeRunner } from './retokenize.ts';
@@ -13,7 +14,7 @@ export interface MaintenanceWorker {
 
 /**
  * Runs the worker role's periodic maintenance: KEK rewrap jobs, re-tokenize
- * jobs, retention erasures and audit anchors. A pass that found work starts the next one at
+ * jobs, retention erasures, sealing of pending audit entries and audit anchors. A pass that found work starts the next one at
  * once; otherwise the loop waits `intervalMs`. An anchor is written at most
  * once per `intervalMs`, also while passes follow each other at once.
  * Failures are logged and retried on the next pass.
@@ -61,6 +62,12 @@ export function startMaintenanceWorker(options: {
       busy = (await eraseLapsedSubjects(options.deps, options.retention)) >= batch || busy;
     } catch (error) {
       logger.error({ event: 'maintenance.retention_failed', errorCode: codeOf(error) }, 'retention pass failed');
+    }
+    try {
+      // Chains entries that a process wrote and could not chain, for example because it stopped right after a commit.
+      await sealAudit(options.deps.db, options.deps.keyring);
+    } catch (error) {
+      logger.error({ event: 'maintenance.seal_failed', errorCode: codeOf(error) }, 'sealing pending audit entries failed');
     }
     await anchor();
     return busy;

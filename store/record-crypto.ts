@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { DomicileError } from '../policy/errors.ts';
 import { base32Encode } from '../tokenizer/base32.ts';
 import { blindIndex } from '../tokenizer/blind-index.ts';
 import { decryptValue, encryptValue } from '../tokenizer/envelope.ts';
+import { secureRandomBytes } from '../tokenizer/random-pool.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import type { EncryptionContext, KeyProvider } from '../tokenizer/keys/provider.ts';
 import type { DataKeyCache } from './data-key-cache.ts';
@@ -15,7 +15,7 @@ export type EncryptedFields = Record<string, string>;
 
 /** Creates a subject token: `sub_` + 26 lowercase base32 characters of 16 random bytes. */
 export function generateSubjectToken(): string {
-  return `sub_${base32Encode(randomBytes(16))}`;
+  return `sub_${base32Encode(secureRandomBytes(16))}`;
 }
 
 export function isSubjectToken(text: string): boolean {

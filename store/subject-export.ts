@@ -1,5 +1,6 @@
 import { DomicileError } from '../policy/errors.ts';
 import { appendAudit } from './audit.ts';
+import { sealAudit } from './audit-seal.ts';
 import { withTransaction } from './database.ts';
 import { decryptFields, unwrapDataKey, type EncryptedFields, type NormalizedValue } from './record-crypto.ts';
 import type { Actor } from './types.ts';
@@ -68,6 +69,8 @@ export async function exportSubject(deps: VaultDeps, input: ExportInput): Promis
   }
   requirePurpose(deps.policy, input.purpose);
 
+  // Entries that a stopped process left pending are chained first, so the export lists them with their sequence numbers.
+  await sealAudit(deps.db, deps.keyring);
   return withTransaction(deps.db, async (client) => {
     const subject = await findSubject(client, input.subjectToken, { lock: false });
     requireNotErased(subject);

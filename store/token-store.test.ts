@@ -190,13 +190,13 @@ for (const database of testDatabases()) {
 
     test('failed audit write fails detokenize', async () => {
       const [token] = await store.vault.tokens.tokenize({ actor, recordTypes: scope, items: [{ recordType: 'member', field: 'loyaltyId', value: 'LOY-78' }] });
-      await db.pool.query('ALTER TABLE audit_log ADD CONSTRAINT reject_detokenize CHECK (action <> \'tokens.detokenize\') NOT VALID');
+      await db.pool.query('ALTER TABLE audit_pending ADD CONSTRAINT reject_detokenize CHECK (action <> \'tokens.detokenize\') NOT VALID');
       try {
         await assert.rejects(
           store.vault.tokens.detokenize({ actor, purpose: 'billing', recordTypes: scope, items: [{ recordType: 'member', field: 'loyaltyId', token: tokenOf(token) }] }),
         );
       } finally {
-        await db.pool.query('ALTER TABLE audit_log DROP CONSTRAINT reject_detokenize');
+        await db.pool.query('ALTER TABLE audit_pending DROP CONSTRAINT reject_detokenize');
       }
     });
 

@@ -12,7 +12,7 @@ export interface TokenizationKeyUsage {
   randomTokens: number;
   /** Partial copies abroad whose tokens were made with the version. */
   partialCopies: number;
-  /** Audit log rows whose chain hash uses the version's audit key. */
+  /** Audit entries, chained or pending, whose hashes use the version's audit keys. */
   auditEntries: number;
 }
 
@@ -22,7 +22,8 @@ export async function tokenizationKeyUsage(client: Queryable, version: number): 
     `SELECT (SELECT count(*) FROM blind_index WHERE key_version = $1) AS blind,
             (SELECT count(*) FROM token_mappings WHERE key_version = $1) AS mappings,
             (SELECT count(*) FROM token_version_uses WHERE key_version = $1) AS copies,
-            (SELECT count(*) FROM audit_log WHERE key_version = $1) AS audit`,
+            (SELECT count(*) FROM audit_log WHERE key_version = $1)
+              + (SELECT count(*) FROM audit_pending WHERE key_version = $1) AS audit`,
     [version],
   );
   const row = result.rows[0];

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { DomicileError } from '../policy/errors.ts';
 import { blindIndex } from '../tokenizer/blind-index.ts';
-import { appendAuditEntries, type AuditEntry } from './audit.ts';
+import { INSERT_PENDING_ROWS, pendingRows, type AuditEntry } from './audit.ts';
+import { auditSealerFor } from './audit-seal.ts';
 import { canonicalJson } from './canonical.ts';
-import { withTransaction, type Queryable } from './database.ts';
 import { blindIndexNamespace, dataKeyContext, encryptField, generateSubjectToken, type EncryptedFields } from './record-crypto.ts';
 import type { Actor } from './types.ts';
 import { destinationsFor, type VaultDeps } from './vault-common.ts';
@@ -29,7 +29,8 @@ interface NewRecord {
   index: number;
   item: ActorCreateItem;
   validated: ValidatedValues;
-  requestHmac: Buffer;
+  /** Keyed hash of the request, kept with an idempotency key to tell a retry from a reuse. */
+  requestHmac: Buffer | undefined;
   subjectId: string;
   subjectToken: string;
   kekVersion: string;
@@ -81,7 +82,10 @@ async function createOnce(deps: VaultDeps, items: readonly ActorCreateItem[]): P
         });
       }
       const validated = validateValues(deps.policy, { ...item, mode: 'create' });
-      const requestHmac = blindIndex(deps.keyring, 'idempotency-request', canonicalJson({ recordType: item.recordType, values: Object.fromEntries(validated.set) }));
+      const requestHmac =
+        item.idempotencyKey === undefined
+          ? undefined
+          : blindIndex(deps.keyring, 'idempotency-request', canonicalJson({ recordType: item.recordType, values: Object.fromEntries(validated.set) }));
       pending.push({ index, item, validated, requestHmac });
     } catch (error) {
       if (!(error instanceof DomicileError)) throw error;
@@ -92,7 +96,9 @@ async function createOnce(deps: VaultDeps, items: readonly ActorCreateItem[]): P
   const fresh = await resolveIdempotent(deps, pending, results);
   const records = await Promise.all(fresh.map((entry) => encryptRecord(deps, entry)));
   if (records.length > 0) {
-    await withTransaction(deps.db, (client) => insertRecords(deps, client, records));
+    await insertRecords(deps, records);
+    // Answer only once the entries are chained, as every audited operation does.
+    await auditSealerFor(deps.db).seal(deps.keyring);
   }
   for (const record of records) {
     results[record.index] = { ok: true, subjectToken: record.subjectToken, version: 1 };
@@ -114,7 +120,7 @@ async function createOnce(deps: VaultDeps, items: readonly ActorCreateItem[]): P
  * returns the items that need a new subject. A repeated key inside the batch
  * keeps only its first item; the caller copies that result to the others.
  */
-async function resolveIdempotent<T extends { index: number; item: ActorCreateItem; requestHmac: Buffer }>(
+async function resolveIdempotent<T extends { index: number; item: ActorCreateItem; requestHmac: Buffer | undefined }>(
   deps: VaultDeps,
   pending: readonly T[],
   results: Array<BatchCreateResult | undefined>,
@@ -146,7 +152,7 @@ async function resolveIdempotent<T extends { index: number; item: ActorCreateIte
     const row = earlier.get(key);
     const hmac = row?.request_hmac ?? firstHmac.get(key);
     // Erasure clears the stored hash, so a retry after erasure returns the erased subject.
-    if (hmac !== undefined && row?.erased_at == null && !hmac.equals(entry.requestHmac)) {
+    if (hmac !== undefined && row?.erased_at == null && entry.requestHmac !== undefined && !hmac.equals(entry.requestHmac)) {
       results[entry.index] = {
         ok: false,
         error: new DomicileError('conflict', 'idempotency key was already used for a request with other values', {
@@ -155,7 +161,7 @@ async function resolveIdempotent<T extends { index: number; item: ActorCreateIte
       };
     } else if (row !== undefined) {
       results[entry.index] = { ok: true, subjectToken: row.token, version: row.version };
-    } else if (!firstHmac.has(key)) {
+    } else if (!firstHmac.has(key) && entry.requestHmac !== undefined) {
       firstHmac.set(key, entry.requestHmac);
       fresh.push(entry);
     }
@@ -175,12 +181,13 @@ async function encryptRecord(deps: VaultDeps, entry: Omit<NewRecord, 'subjectId'
 }
 
 /**
- * Inserts the rows of every table in ONE statement of data-modifying CTEs, so
- * a create costs one round trip however many tables it touches. Each CTE reads
- * its rows from a JSON array parameter. Foreign keys are checked at the end
- * of the statement, when the subjects exist. Returns the number of
- * idempotency keys claimed and the audit head as this statement saw it, which
- * the audit append then tries to extend without a separate locking read.
+ * Inserts the rows of every table and the audit entries in ONE statement of
+ * data-modifying CTEs, which commits on its own: a create costs one round
+ * trip and no lock however many tables and records it touches. Each CTE
+ * reads its rows from a JSON array parameter. Foreign keys are checked at the
+ * end of the statement, when the subjects exist. An idempotency key that a
+ * concurrent request claimed first fails the whole statement with a unique
+ * violation, so nothing of the batch is written.
  */
 const INSERT_RECORDS_SQL = `
 WITH subject_rows AS (
@@ -190,8 +197,6 @@ WITH subject_rows AS (
   INSERT INTO idempotency_keys (actor_id, key, record_type, request_hmac, subject_id, version)
   SELECT x.actor_id, x.key, x.record_type, decode(x.hmac, 'hex'), x.subject_id, 1
   FROM jsonb_to_recordset($2::jsonb) AS x(actor_id text, key text, record_type text, hmac text, subject_id uuid)
-  ON CONFLICT (actor_id, key) DO NOTHING
-  RETURNING 1
 ), data_key_rows AS (
   INSERT INTO data_keys (subject_id, kek_version, wrapped)
   SELECT x.subject_id, x.kek_version, decode(x.wrapped, 'hex')
@@ -212,10 +217,15 @@ WITH subject_rows AS (
   INSERT INTO outbox (destination, subject_id, subject_token, record_type, op, record_version)
   SELECT x.destination, x.subject_id, x.subject_token, x.record_type, 'upsert', 1
   FROM jsonb_to_recordset($6::jsonb) AS x(destination text, subject_id uuid, subject_token text, record_type text)
+), audit_rows AS (${INSERT_PENDING_ROWS.replace('$1::jsonb', '$8::jsonb')}
 )
-SELECT (SELECT count(*) FROM key_rows)::int AS claimed, h.seq, h.hash FROM audit_head h WHERE h.id = 1`;
+SELECT 1`;
 
-async function insertRecords(deps: VaultDeps, client: Queryable, records: readonly NewRecord[]): Promise<void> {
+/** Postgres error of a unique violation, and the constraint that guards idempotency keys. */
+const UNIQUE_VIOLATION = '23505';
+const IDEMPOTENCY_CONSTRAINT = 'idempotency_keys_pkey';
+
+async function insertRecords(deps: VaultDeps, records: readonly NewRecord[]): Promise<void> {
   const { policy, keyring } = deps;
   const keyed = records.filter((r) => r.item.idempotencyKey !== undefined);
   const indexes = records.flatMap((r) =>
@@ -232,21 +242,6 @@ async function insertRecords(deps: VaultDeps, client: Queryable, records: readon
   const outbox = records.flatMap((r) =>
     destinationsFor(policy, r.item.recordType).map((destination) => ({ destination, subject_id: r.subjectId, subject_token: r.subjectToken, record_type: r.item.recordType })),
   );
-
-  const result = await client.query<{ claimed: number; seq: string; hash: Buffer }>(INSERT_RECORDS_SQL, [
-    JSON.stringify(records.map((r) => ({ id: r.subjectId, token: r.subjectToken }))),
-    JSON.stringify(keyed.map((r) => ({ actor_id: r.item.actor.id, key: r.item.idempotencyKey, record_type: r.item.recordType, hmac: r.requestHmac.toString('hex'), subject_id: r.subjectId }))),
-    JSON.stringify(records.map((r) => ({ subject_id: r.subjectId, kek_version: r.kekVersion, wrapped: r.wrapped.toString('hex') }))),
-    JSON.stringify(records.map((r) => ({ subject_id: r.subjectId, record_type: r.item.recordType, fields: r.fields, changed: Object.keys(r.fields), actor_id: r.item.actor.id, actor_location: r.item.actor.location, purpose: r.item.purpose }))),
-    JSON.stringify(indexes),
-    JSON.stringify(outbox),
-    policy.version,
-  ]);
-  const inserted = result.rows[0];
-  if ((inserted?.claimed ?? 0) !== keyed.length) {
-    throw new IdempotencyRace();
-  }
-
   const audit: AuditEntry[] = records.map((r) => ({
     actor: r.item.actor,
     action: 'record.create',
@@ -255,5 +250,23 @@ async function insertRecords(deps: VaultDeps, client: Queryable, records: readon
     recordType: r.item.recordType,
     fields: [...r.validated.set.keys()],
   }));
-  await appendAuditEntries(client, keyring, audit, inserted === undefined ? undefined : { seq: Number(inserted.seq), hash: inserted.hash });
+
+  try {
+    await deps.db.pool.query(INSERT_RECORDS_SQL, [
+      JSON.stringify(records.map((r) => ({ id: r.subjectId, token: r.subjectToken }))),
+      JSON.stringify(keyed.map((r) => ({ actor_id: r.item.actor.id, key: r.item.idempotencyKey, record_type: r.item.recordType, hmac: r.requestHmac?.toString('hex'), subject_id: r.subjectId }))),
+      JSON.stringify(records.map((r) => ({ subject_id: r.subjectId, kek_version: r.kekVersion, wrapped: r.wrapped.toString('hex') }))),
+      JSON.stringify(records.map((r) => ({ subject_id: r.subjectId, record_type: r.item.recordType, fields: r.fields, changed: Object.keys(r.fields), actor_id: r.item.actor.id, actor_location: r.item.actor.location, purpose: r.item.purpose }))),
+      JSON.stringify(indexes),
+      JSON.stringify(outbox),
+      policy.version,
+      JSON.stringify(pendingRows(keyring, audit)),
+    ]);
+  } catch (error) {
+    const { code, constraint } = error as { code?: unknown; constraint?: unknown };
+    if (code === UNIQUE_VIOLATION && constraint === IDEMPOTENCY_CONSTRAINT) {
+      throw new IdempotencyRace();
+    }
+    throw error;
+  }
 }

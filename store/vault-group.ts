@@ -5,6 +5,8 @@ import type { VaultDeps } from './vault-common.ts';
 
 /** Maximum number of single calls that share one transaction. */
 const GROUP_MAX = 100;
+/** Groups in flight at once on Postgres; see groupsInFlight. */
+const GROUPS_IN_FLIGHT = 3;
 
 /** Outcome of one item of a group: its value, or the error that fails only this item. */
 export type GroupResult<O> = { ok: true; value: O } | { ok: false; error: unknown };
@@ -16,17 +18,19 @@ interface Waiting<I, O> {
 }
 
 /**
- * Group commit for single calls. While one group runs, the calls that arrive
- * queue up, and the next group takes all of them (up to GROUP_MAX). Every
- * audited transaction holds the audit chain's head lock until it commits, so
- * without grouping, concurrent calls commit one at a time. A call that
- * arrives while nothing runs starts at once, so grouping adds no wait when the
- * gateway is idle. `run` returns one result per item, in order; when it
- * throws, every call of the group fails with that error.
+ * Group commit for single calls. While `parallel` groups run, the calls that
+ * arrive queue up, and the next group takes all of them (up to GROUP_MAX).
+ * A group costs about as many round trips as one call, so under load the
+ * round trips and commits are shared. A call that arrives while fewer than
+ * `parallel` groups run starts at once, so grouping adds no wait when the
+ * gateway is idle. Several groups in flight let one group's CPU work (JSON,
+ * encryption) overlap another's wait for the database. `run` returns one
+ * result per item, in order; when it throws, every call of the group fails
+ * with that error.
  */
-export function createGroupRunner<I, O>(run: (items: readonly I[]) => Promise<ReadonlyArray<GroupResult<O>>>): (item: I) => Promise<O> {
+export function createGroupRunner<I, O>(run: (items: readonly I[]) => Promise<ReadonlyArray<GroupResult<O>>>, parallel = 1): (item: I) => Promise<O> {
   const queue: Array<Waiting<I, O>> = [];
-  let running = false;
+  let running = 0;
 
   const settle = (group: ReadonlyArray<Waiting<I, O>>, results: ReadonlyArray<GroupResult<O>>): void => {
     group.forEach((waiting, index) => {
@@ -42,7 +46,7 @@ export function createGroupRunner<I, O>(run: (items: readonly I[]) => Promise<Re
   };
 
   const drain = async (): Promise<void> => {
-    running = true;
+    running += 1;
     while (queue.length > 0) {
       const group = queue.splice(0, GROUP_MAX);
       try {
@@ -51,13 +55,13 @@ export function createGroupRunner<I, O>(run: (items: readonly I[]) => Promise<Re
         for (const waiting of group) waiting.reject(error);
       }
     }
-    running = false;
+    running -= 1;
   };
 
   return (item) =>
     new Promise((resolve, reject) => {
       queue.push({ item, resolve, reject });
-      if (!running) {
+      if (running < parallel) {
         void drain();
       }
     });
@@ -74,5 +78,14 @@ export function createGroupCommitter(deps: VaultDeps): (item: ActorCreateItem) =
     return results.map((result) =>
       result.ok ? { ok: true as const, value: { subjectToken: result.subjectToken, version: result.version } } : { ok: false as const, error: result.error },
     );
-  });
+  }, groupsInFlight(deps));
+}
+
+/**
+ * Groups that may run at once. PGlite runs one statement at a time in this
+ * process, so a second group would only wait. On Postgres, a few groups keep
+ * the connection pool busy while this process encrypts the next group.
+ */
+export function groupsInFlight(deps: VaultDeps): number {
+  return deps.db.kind === 'pglite' ? 1 : GROUPS_IN_FLIGHT;
 }

@@ -1,11 +1,11 @@
 import { DomicileError } from '../policy/errors.ts';
 import { appendAuditEntries, type AuditEntry } from './audit.ts';
+import { auditSealerFor } from './audit-seal.ts';
 import { dataKeyCacheFor } from './data-key-cache.ts';
-import { withTransaction } from './database.ts';
 import { dataKeyContext, decryptFields, isSubjectToken, type EncryptedFields } from './record-crypto.ts';
 import type { Actor, RecordView } from './types.ts';
 import type { VaultDeps } from './vault-common.ts';
-import { createGroupRunner, type GroupResult } from './vault-group.ts';
+import { createGroupRunner, groupsInFlight, type GroupResult } from './vault-group.ts';
 import { requirePurpose } from './vault-validate.ts';
 
 export interface ReadInput {
@@ -27,36 +27,29 @@ interface ReadRow {
   updated_at: Date | null;
   kek_version: string | null;
   wrapped: Buffer | null;
-  head_seq: string;
-  head_hash: Buffer;
 }
 
-/**
- * Reads the subject, record, wrapped data key and audit head of every item in
- * ONE statement, in item order. The audit head is read without a lock; the
- * audit append checks that it has not moved.
- */
+/** Reads the subject, record and wrapped data key of every item in ONE statement, in item order. */
 const READ_SQL = `
-SELECT s.id, s.token, s.erased_at, r.fields, r.version, r.policy_version, r.updated_at, d.kek_version, d.wrapped,
-       h.seq AS head_seq, h.hash AS head_hash
+SELECT s.id, s.token, s.erased_at, r.fields, r.version, r.policy_version, r.updated_at, d.kek_version, d.wrapped
 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(token, record_type, n)
-CROSS JOIN audit_head h
 LEFT JOIN subjects s ON s.token = k.token
 LEFT JOIN records r ON r.subject_id = s.id AND r.record_type = k.record_type AND r.erased_at IS NULL
 LEFT JOIN data_keys d ON d.subject_id = s.id
-WHERE h.id = 1
 ORDER BY k.n`;
 
 /**
- * Returns the read operation of the vault. Reads that arrive together share
- * one transaction (see createGroupRunner): one statement reads every record,
- * and one audit append writes a `record.read` entry per record returned,
- * before the commit. A read that fails (unknown subject, erased, no record,
- * undecryptable) fails alone and writes no audit entry, as a single read
- * that rolls back would not; a database failure fails the whole group.
+ * Returns the read operation of the vault. Reads that arrive together are
+ * served as a group (see createGroupRunner): one statement reads every
+ * record, then one statement writes a `record.read` entry per record
+ * returned, and no value leaves before that statement committed and the
+ * entries are chained. Each statement commits on its own: a read changes
+ * nothing, so only its order before the answer matters. A read that fails
+ * (unknown subject, erased, no record, undecryptable) fails alone and writes
+ * no audit entry; a database failure fails the whole group.
  */
 export function createReader(deps: VaultDeps): (input: ReadInput) => Promise<RecordView> {
-  const grouped = createGroupRunner((items: readonly ReadInput[]) => readGroup(deps, items));
+  const grouped = createGroupRunner((items: readonly ReadInput[]) => readGroup(deps, items), groupsInFlight(deps));
   return async (input) => {
     requirePurpose(deps.policy, input.purpose);
     if (!isSubjectToken(input.subjectToken)) {
@@ -68,34 +61,33 @@ export function createReader(deps: VaultDeps): (input: ReadInput) => Promise<Rec
 
 async function readGroup(deps: VaultDeps, items: readonly ReadInput[]): Promise<Array<GroupResult<RecordView>>> {
   const cache = dataKeyCacheFor(deps.db);
-
-  return withTransaction(deps.db, async (client) => {
-    const result = await client.query<ReadRow>(READ_SQL, [items.map((item) => item.subjectToken), items.map((item) => item.recordType)]);
-    // Unwraps run side by side, which matters when the KEK is in a KMS.
-    const outcomes = await Promise.allSettled(items.map((item, index) => readOne(deps, cache, item, result.rows[index])));
-    const results: Array<GroupResult<RecordView>> = [];
-    const audit: AuditEntry[] = [];
-    for (const [index, outcome] of outcomes.entries()) {
-      const item = items[index];
-      if (outcome.status === 'rejected' || item === undefined) {
-        results.push({ ok: false, error: outcome.status === 'rejected' ? outcome.reason : new DomicileError('internal', 'read returned no result') });
-        continue;
-      }
-      results.push({ ok: true, value: outcome.value });
-      audit.push({
-        actor: item.actor,
-        action: 'record.read',
-        purpose: item.purpose,
-        subjectToken: outcome.value.subjectToken,
-        recordType: item.recordType,
-        fields: Object.keys(outcome.value.values),
-      });
+  const result = await deps.db.pool.query<ReadRow>(READ_SQL, [items.map((item) => item.subjectToken), items.map((item) => item.recordType)]);
+  // Unwraps run side by side, which matters when the KEK is in a KMS.
+  const outcomes = await Promise.allSettled(items.map((item, index) => readOne(deps, cache, item, result.rows[index])));
+  const results: Array<GroupResult<RecordView>> = [];
+  const audit: AuditEntry[] = [];
+  for (const [index, outcome] of outcomes.entries()) {
+    const item = items[index];
+    if (outcome.status === 'rejected' || item === undefined) {
+      results.push({ ok: false, error: outcome.status === 'rejected' ? outcome.reason : new DomicileError('internal', 'read returned no result') });
+      continue;
     }
+    results.push({ ok: true, value: outcome.value });
+    audit.push({
+      actor: item.actor,
+      action: 'record.read',
+      purpose: item.purpose,
+      subjectToken: outcome.value.subjectToken,
+      recordType: item.recordType,
+      fields: Object.keys(outcome.value.values),
+    });
+  }
 
-    const head = result.rows[0];
-    await appendAuditEntries(client, deps.keyring, audit, head === undefined ? undefined : { seq: Number(head.head_seq), hash: head.head_hash });
-    return results;
-  });
+  if (audit.length > 0) {
+    await appendAuditEntries(deps.db.pool, deps.keyring, audit);
+    await auditSealerFor(deps.db).seal(deps.keyring);
+  }
+  return results;
 }
 
 async function readOne(deps: VaultDeps, cache: ReturnType<typeof dataKeyCacheFor>, item: ReadInput, row: ReadRow | undefined): Promise<RecordView> {

@@ -2,6 +2,7 @@ import { DomicileError } from '../policy/errors.ts';
 import { blindIndex } from '../tokenizer/blind-index.ts';
 import { normalizeValue } from '../tokenizer/normalize.ts';
 import { appendAudit } from './audit.ts';
+import { auditSealerFor } from './audit-seal.ts';
 import { withTransaction } from './database.ts';
 import { dataKeyCacheFor } from './data-key-cache.ts';
 import { blindIndexNamespace, dataKeyContext, decryptFields, type EncryptedFields } from './record-crypto.ts';
@@ -72,6 +73,7 @@ export function createVault(deps: VaultDeps): Vault {
   // Single creates go through the batch path in groups, see createGroupCommitter;
   // reads are grouped too, see createReader.
   const createOne = createGroupCommitter(deps);
+  auditSealerFor(deps.db).useLogger(deps.logger);
   return {
     create: (input) => createOne(toCreateItem(input)),
     createMany: (input) => createRecords(deps, input),

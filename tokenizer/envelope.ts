@@ -1,5 +1,6 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { DomicileError } from '../policy/index.ts';
+import { secureRandomBytes } from './random-pool.ts';
 
 /**
  * Envelope encryption of one field value with the subject's data key.
@@ -21,7 +22,7 @@ export function encryptValue(dataKey: Buffer, plaintext: string, aad: string): B
   if (dataKey.length !== KEY_BYTES) {
     throw new DomicileError('internal', `data key must be ${KEY_BYTES} bytes`);
   }
-  const nonce = randomBytes(NONCE_BYTES);
+  const nonce = secureRandomBytes(NONCE_BYTES);
   const cipher = createCipheriv('aes-256-gcm', dataKey, nonce, { authTagLength: TAG_BYTES });
   cipher.setAAD(Buffer.from(aad, 'utf8'));
   const body = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()]);

@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import { base32Encode } from './base32.ts';
+import { secureRandomBytes } from './random-pool.ts';
 
 /**
  * Creates a random token `rnd_v<version>_<26 base32 characters of 16 random
@@ -10,5 +10,5 @@ export function generateRandomToken(version = 1): string {
   if (!Number.isSafeInteger(version) || version < 1) {
     throw new RangeError('random token version must be a positive integer');
   }
-  return `rnd_v${version}_${base32Encode(randomBytes(16))}`;
+  return `rnd_v${version}_${base32Encode(secureRandomBytes(16))}`;
 }

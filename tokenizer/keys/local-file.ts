@@ -1,4 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { secureRandomBytes } from '../random-pool.ts';
 import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DomicileError } from '../../policy/index.ts';
@@ -56,7 +57,7 @@ export class LocalKeyProvider implements KeyProvider {
   }
 
   async generateDataKey(context: EncryptionContext): Promise<{ plaintext: Buffer; wrapped: WrappedKey }> {
-    const plaintext = randomBytes(32);
+    const plaintext = secureRandomBytes(32);
     return { plaintext, wrapped: await this.wrap(plaintext, context) };
   }
 
@@ -65,7 +66,7 @@ export class LocalKeyProvider implements KeyProvider {
     if (kek === undefined) {
       throw new DomicileError('internal', 'current KEK version is missing from the local key file');
     }
-    const nonce = randomBytes(NONCE_BYTES);
+    const nonce = secureRandomBytes(NONCE_BYTES);
     const cipher = createCipheriv('aes-256-gcm', kek, nonce, { authTagLength: TAG_BYTES });
     cipher.setAAD(canonicalContext(context));
     const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);

@@ -1,0 +1,64 @@
+import { createHmac } from 'node:crypto';
+import type { Keyring } from '../tokenizer/keyring.ts';
+import { canonicalJson } from './canonical.ts';
+
+/**
+ * The chain format of the audit log. Each row's hash is HMAC-SHA256 under
+ * `derive('audit', 'audit-chain', key_version)` of the canonical JSON of the
+ * previous row's hash and this row's fields. Stored hashes depend on the
+ * namespace and the canonical form: never change them.
+ */
+const CHAIN_NAMESPACE = 'audit-chain';
+
+/** The `prev_hash` of the first row. */
+export const GENESIS_HASH = Buffer.alloc(32);
+
+/** One row of `audit_log`, with `at` as an ISO 8601 string in milliseconds. */
+export interface AuditRow {
+  seq: number;
+  at: string;
+  actor_id: string;
+  actor_location: string;
+  action: string;
+  purpose: string | null;
+  subject_token: string | null;
+  record_type: string | null;
+  fields: string[];
+  value_hmacs: Record<string, string>;
+  item_counts: Record<string, number> | null;
+  outcome: string;
+  key_version: number;
+  prev_hash: Buffer;
+  hash: Buffer;
+}
+
+/** Computes the hash of `row` chained to `row.prev_hash`. */
+export function chainHash(keyring: Keyring, row: Omit<AuditRow, 'hash'>): Buffer {
+  const key = keyring.derive('audit', CHAIN_NAMESPACE, row.key_version);
+  // Item counts join the hashed fields only when present, so rows written
+  // before the column existed keep their hashes.
+  const counts = row.item_counts === null ? {} : { itemCounts: row.item_counts };
+  const canonical = canonicalJson({
+    ...counts,
+    prevHash: row.prev_hash.toString('hex'),
+    seq: row.seq,
+    at: row.at,
+    actorId: row.actor_id,
+    actorLocation: row.actor_location,
+    action: row.action,
+    purpose: row.purpose,
+    subjectToken: row.subject_token,
+    recordType: row.record_type,
+    fields: row.fields,
+    valueHmacs: row.value_hmacs,
+    outcome: row.outcome,
+    keyVersion: row.key_version,
+  });
+  return createHmac('sha256', key).update(canonical, 'utf8').digest();
+}
+
+/** Sequence number and hash of the last audit row, as stored in `audit_head`. */
+export interface AuditHead {
+  seq: number;
+  hash: Buffer;
+}

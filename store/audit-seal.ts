@@ -1,0 +1,203 @@
+import type { Logger } from 'pino';
+import type { Keyring } from '../tokenizer/keyring.ts';
+import { chainHash, type AuditHead, type AuditRow } from './audit-chain.ts';
+import type pg from 'pg';
+import type { Database } from './database.ts';
+
+/**
+ * Sealing moves committed entries from `audit_pending` into the chain of
+ * `audit_log`. Operations write their entries to `audit_pending` in their own
+ * transaction, which takes no lock, so concurrent operations commit side by
+ * side and can share a WAL flush. Only the sealer locks the chain head, and
+ * one seal chains every entry committed before it, however many operations
+ * wrote them.
+ *
+ * Order: entries are chained in the order of their `audit_pending` id among
+ * the entries committed when the seal runs. An entry whose transaction commits
+ * after a seal with a higher id already chained joins the next seal; its
+ * sequence number then follows those entries.
+ */
+const SEAL_BATCH = 2000;
+
+const SELECT_PENDING = `
+  SELECT id, at, actor_id, actor_location, action, purpose, subject_token, record_type,
+         fields, value_hmacs, item_counts, outcome, key_version
+  FROM audit_pending ORDER BY id LIMIT $1`;
+
+/** Columns of audit_log as `jsonb_to_recordset` reads them from the JSON rows of a seal. */
+const SEAL_ROWS = `
+  WITH sealed AS (
+    DELETE FROM audit_pending WHERE id = ANY($4::bigint[]) RETURNING 1
+  ), appended AS (
+    INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
+                           fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
+    SELECT x.seq, x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
+           ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.outcome, x.key_version,
+           decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts
+    FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
+         purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, outcome text,
+         key_version integer, prev_hash text, hash text, item_counts jsonb)
+  )
+  UPDATE audit_head SET seq = $2, hash = $3 WHERE id = 1
+  RETURNING (SELECT count(*) FROM sealed)::int AS sealed`;
+
+type PendingRow = Omit<AuditRow, 'seq' | 'at' | 'prev_hash' | 'hash'> & { id: string; at: Date };
+
+/**
+ * Chains up to SEAL_BATCH committed pending entries in one transaction and
+ * returns how many. The head row is locked before the pending rows are read,
+ * in a later statement with its own snapshot, so two sealers never chain the
+ * same entry: the second one reads after the first committed its deletions.
+ * BEGIN, the lock and the read travel in one message, so a seal costs three
+ * round trips.
+ */
+async function sealBatch(db: Database, keyring: Keyring): Promise<number> {
+  const client = await db.pool.connect();
+  let broken: Error | undefined;
+  try {
+    // The simple query protocol runs the three statements in order, each with a new snapshot.
+    const results = (await client.query(
+      `BEGIN; SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE; ${SELECT_PENDING.replace('$1', String(SEAL_BATCH))}`,
+    )) as unknown as [pg.QueryResult, pg.QueryResult<{ seq: string; hash: Buffer }>, pg.QueryResult<PendingRow>];
+    const locked = results[1].rows[0];
+    const pending = results[2].rows;
+    if (locked === undefined) {
+      throw new Error('audit_head row is missing; run the migrations');
+    }
+    if (pending.length === 0) {
+      await client.query('ROLLBACK');
+      return 0;
+    }
+    const chained = chainRows({ seq: Number(locked.seq), hash: locked.hash }, pending, keyring);
+    const result = await client.query<{ sealed: number }>(SEAL_ROWS, [
+      JSON.stringify(chained.rows),
+      chained.head.seq,
+      chained.head.hash,
+      pending.map((row) => row.id),
+    ]);
+    if (result.rows[0]?.sealed !== pending.length) {
+      // Someone removed pending rows between the read and the delete; roll back rather than chain them.
+      throw new Error('audit_pending rows changed while they were sealed');
+    }
+    await client.query('COMMIT');
+    return pending.length;
+  } catch (error) {
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollbackError) {
+      broken = rollbackError as Error;
+    }
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+/** Chains `pending` after `head`, as JSON rows for SEAL_ROWS, and returns the new head. */
+function chainRows(head: AuditHead, pending: readonly PendingRow[], keyring: Keyring): { rows: Array<Record<string, unknown>>; head: AuditHead } {
+  let seq = head.seq;
+  let prevHash = head.hash;
+  const rows: Array<Record<string, unknown>> = [];
+  for (const entry of pending) {
+    seq += 1;
+    const { id: _id, at, ...fields } = entry;
+    const row: Omit<AuditRow, 'hash'> = { ...fields, seq, at: at.toISOString(), prev_hash: prevHash };
+    const hash = chainHash(keyring, row);
+    rows.push({ ...row, prev_hash: prevHash.toString('hex'), hash: hash.toString('hex') });
+    prevHash = hash;
+  }
+  return { rows, head: { seq, hash: prevHash } };
+}
+
+/**
+ * Chains every entry committed before the call into `audit_log` and returns
+ * how many it chained. Throws when the database fails.
+ */
+export async function sealAudit(db: Database, keyring: Keyring): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const sealed = await sealBatch(db, keyring);
+    total += sealed;
+    if (sealed < SEAL_BATCH) {
+      return total;
+    }
+  }
+}
+
+/** Number of entries written but not yet chained. */
+export async function countPendingAudit(db: Database): Promise<number> {
+  const result = await db.pool.query<{ count: number }>('SELECT count(*)::int AS count FROM audit_pending');
+  return result.rows[0]?.count ?? 0;
+}
+
+export interface AuditSealer {
+  /**
+   * Resolves once a seal that started after the call has finished, so the
+   * entries the caller committed before are chained. Calls that arrive while
+   * a seal runs share the next one. Never rejects: the caller's transaction
+   * has committed, and a failed seal is logged and retried by the next call
+   * and by the worker's maintenance pass.
+   */
+  seal(keyring: Keyring): Promise<void>;
+  /** Logger for failed seals. */
+  useLogger(logger: Logger): void;
+}
+
+const sealers = new WeakMap<Database, AuditSealer>();
+
+/** The one sealer of `db` in this process. */
+export function auditSealerFor(db: Database): AuditSealer {
+  let sealer = sealers.get(db);
+  if (sealer === undefined) {
+    sealer = createSealer(db);
+    sealers.set(db, sealer);
+  }
+  return sealer;
+}
+
+function createSealer(db: Database): AuditSealer {
+  let logger: Logger | undefined;
+  let keyring: Keyring | undefined;
+  let requested = 0;
+  let running = false;
+  const waiting: Array<{ ticket: number; resolve: () => void }> = [];
+
+  const run = async (): Promise<void> => {
+    running = true;
+    let finished = 0;
+    while (finished < requested && keyring !== undefined) {
+      // Every call up to `ticket` committed before this seal starts.
+      const ticket = requested;
+      try {
+        await sealAudit(db, keyring);
+      } catch (error) {
+        logger?.error({ event: 'audit.seal_failed', errorCode: (error as { code?: unknown }).code ?? 'error' }, 'sealing audit entries failed; they stay pending');
+      }
+      finished = ticket;
+      for (let i = waiting.length - 1; i >= 0; i -= 1) {
+        const entry = waiting[i];
+        if (entry !== undefined && entry.ticket <= ticket) {
+          waiting.splice(i, 1);
+          entry.resolve();
+        }
+      }
+    }
+    running = false;
+  };
+
+  return {
+    seal(current) {
+      keyring = current;
+      requested += 1;
+      const ticket = requested;
+      const done = new Promise<void>((resolve) => waiting.push({ ticket, resolve }));
+      if (!running) {
+        void run();
+      }
+      return done;
+    },
+    useLogger(next) {
+      logger = next;
+    },
+  };
+}

@@ -1,0 +1,20 @@
+-- Audit entries written by operations and not yet chained. An operation
+-- writes its entries here in its own transaction, without a lock; the sealer
+-- locks audit_head, chains the committed entries into audit_log in id order
+-- and deletes them here, in one transaction. Values appear only as keyed
+-- HMACs, as in audit_log.
+CREATE TABLE audit_pending (
+  id bigserial PRIMARY KEY,
+  at timestamptz NOT NULL,
+  actor_id text NOT NULL,
+  actor_location text NOT NULL,
+  action text NOT NULL,
+  purpose text,
+  subject_token text,
+  record_type text,
+  fields text[] NOT NULL,
+  value_hmacs jsonb NOT NULL,
+  item_counts jsonb,
+  outcome text NOT NULL,
+  key_version integer NOT NULL
+);
