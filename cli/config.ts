@@ -21,6 +21,7 @@ const environmentSchema = z.object({
   DOMICILE_GATEWAY_ORIGIN: z.url().optional(),
   DOMICILE_KEY_FILE: z.string().min(1).optional(),
   DOMICILE_KEY_PROVIDER: z.enum(['local', 'aws-kms']).default('local'),
+  DOMICILE_SECONDARY_KEY_PROVIDER: z.enum(['local', 'aws-kms']).optional(),
   DOMICILE_KMS_KEY_ID: z.string().min(1).optional(),
   DOMICILE_KMS_REGION: z.string().min(1).optional(),
   DOMICILE_KMS_ENDPOINT: z.url().optional(),
@@ -29,16 +30,28 @@ const environmentSchema = z.object({
   DOMICILE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DOMICILE_REPLICATION_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(200),
 }).superRefine((settings, context) => {
-  if (settings.DOMICILE_KEY_PROVIDER !== 'aws-kms') {
+  if (settings.DOMICILE_SECONDARY_KEY_PROVIDER === settings.DOMICILE_KEY_PROVIDER) {
+    context.addIssue({ code: 'custom', path: ['DOMICILE_SECONDARY_KEY_PROVIDER'], message: 'must differ from DOMICILE_KEY_PROVIDER' });
+  }
+  const setting = kmsSettingName(settings);
+  if (setting === undefined) {
     return;
   }
   if (settings.DOMICILE_KMS_KEY_ID === undefined) {
-    context.addIssue({ code: 'custom', path: ['DOMICILE_KMS_KEY_ID'], message: 'is required when DOMICILE_KEY_PROVIDER is aws-kms' });
+    context.addIssue({ code: 'custom', path: ['DOMICILE_KMS_KEY_ID'], message: `is required when ${setting} is aws-kms` });
   }
   if (settings.DOMICILE_KMS_REGION === undefined && settings.AWS_REGION === undefined) {
-    context.addIssue({ code: 'custom', path: ['DOMICILE_KMS_REGION'], message: 'is required when DOMICILE_KEY_PROVIDER is aws-kms and AWS_REGION is not set' });
+    context.addIssue({ code: 'custom', path: ['DOMICILE_KMS_REGION'], message: `is required when ${setting} is aws-kms and AWS_REGION is not set` });
   }
 });
+
+/** Returns the name of the provider setting that is aws-kms, or undefined when neither is. */
+function kmsSettingName(settings: { DOMICILE_KEY_PROVIDER: string; DOMICILE_SECONDARY_KEY_PROVIDER?: string | undefined }): string | undefined {
+  if (settings.DOMICILE_KEY_PROVIDER === 'aws-kms') {
+    return 'DOMICILE_KEY_PROVIDER';
+  }
+  return settings.DOMICILE_SECONDARY_KEY_PROVIDER === 'aws-kms' ? 'DOMICILE_SECONDARY_KEY_PROVIDER' : undefined;
+}
 
 /** Settings of the AWS KMS key provider. */
 export interface KmsConfig {
@@ -60,8 +73,14 @@ export interface Config {
   appOrigin: string;
   gatewayOrigin: string;
   keyFile: string;
+  /** Provider that wraps new keys, unless a migration (`domicile keys migrate`) moved them to the secondary. */
   keyProvider: 'local' | 'aws-kms';
-  /** Set when keyProvider is aws-kms. */
+  /**
+   * A second provider, opened beside the first during a migration between the
+   * two: it unwraps the keys it wrapped and is the target of `keys migrate`.
+   */
+  secondaryKeyProvider: 'local' | 'aws-kms' | undefined;
+  /** Set when keyProvider or secondaryKeyProvider is aws-kms. */
   kms: KmsConfig | undefined;
   examplePort: number;
   logLevel: string;
@@ -94,6 +113,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     gatewayOrigin: originOf(settings.DOMICILE_GATEWAY_ORIGIN ?? `http://localhost:${settings.DOMICILE_GATEWAY_PORT}`),
     keyFile: path.resolve(settings.DOMICILE_KEY_FILE ?? path.join(dataDir, 'kek.json')),
     keyProvider: settings.DOMICILE_KEY_PROVIDER,
+    secondaryKeyProvider: settings.DOMICILE_SECONDARY_KEY_PROVIDER,
     kms: kmsConfig(settings),
     examplePort: settings.DOMICILE_EXAMPLE_PORT,
     logLevel: settings.DOMICILE_LOG_LEVEL,
@@ -104,7 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 function kmsConfig(settings: z.infer<typeof environmentSchema>): KmsConfig | undefined {
   const keyId = settings.DOMICILE_KMS_KEY_ID;
   const region = settings.DOMICILE_KMS_REGION ?? settings.AWS_REGION;
-  if (settings.DOMICILE_KEY_PROVIDER !== 'aws-kms' || keyId === undefined || region === undefined) {
+  if (kmsSettingName(settings) === undefined || keyId === undefined || region === undefined) {
     return undefined;
   }
   return { keyId, region, endpoint: settings.DOMICILE_KMS_ENDPOINT };
@@ -128,6 +148,12 @@ export function productionWarnings(config: Config): string[] {
     warnings.push(
       `the key encryption key is a local file, ${config.keyFile}: every record is unreadable without it, ` +
         'so back it up apart from the database (domicile keys export), and use a KMS for production',
+    );
+  }
+  if (config.secondaryKeyProvider !== undefined) {
+    warnings.push(
+      `DOMICILE_SECONDARY_KEY_PROVIDER is ${config.secondaryKeyProvider}: finish the migration with domicile keys migrate, ` +
+        'then remove the provider that domicile keys status shows wrapping no key',
     );
   }
   if (config.upstream === undefined) {

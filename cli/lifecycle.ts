@@ -17,7 +17,7 @@ import { openKeyProvider } from './key-provider.ts';
 const DEFAULT_INTERVAL_MS = 10_000;
 
 export interface Lifecycle {
-  /** Key provider that switches to a new KEK version once `domicile keys rotate` has created one. */
+  /** Key provider that switches to a new KEK version once `domicile keys rotate` or `keys migrate` has started. */
   keys: KeyProvider;
   erasureLog: ErasureLogWriter;
   close(): Promise<void>;
@@ -37,9 +37,10 @@ export function maintenanceIntervalMs(env: NodeJS.ProcessEnv = process.env): num
 
 /**
  * Opens the erasure log and wraps the key provider so that this process
- * wraps new keys with the KEK version of the newest rotation: a rotation
- * started by the CLI writes a new version to the key file, which the running
- * process would otherwise never read.
+ * wraps new keys with the KEK version of the newest rotation or migration. A
+ * rotation started by the CLI writes a new version to the key file, which the
+ * running process would otherwise never read. A migration moves new wraps to
+ * the secondary provider.
  */
 export async function prepareLifecycle(config: Config, db: Database, keys: KeyProvider, keyring: Keyring, logger: Logger): Promise<Lifecycle> {
   const erasureLog = await openErasureLog(erasureLogPath(config.dataDir), keyring);
@@ -53,9 +54,9 @@ export async function prepareLifecycle(config: Config, db: Database, keys: KeyPr
       return;
     }
     const reopened = await openKeyProvider(config);
-    if (reopened.currentVersion() !== target) {
+    if (!reopened.useVersion(target)) {
       await reopened.close();
-      logger.warn({ event: 'kek.refresh_mismatch', kekVersion: reopened.currentVersion(), targetKekVersion: target }, 'the configured key provider does not wrap with the KEK version of the newest rotation');
+      logger.warn({ event: 'kek.refresh_mismatch', kekVersion: reopened.currentVersion(), targetKekVersion: target }, 'no configured key provider wraps with the KEK version of the newest rotation or migration');
       return;
     }
     // The previous provider stays open: requests in flight may still unwrap with it.
@@ -99,6 +100,13 @@ export async function prepareLifecycle(config: Config, db: Database, keys: KeyPr
   };
 }
 
+/** Opens the configured providers wrapping with `target`; the rewrap runner rejects them when none wraps with it. */
+async function openProviderFor(config: Config, target: string): Promise<KeyProvider> {
+  const keys = await openKeyProvider(config);
+  keys.useVersion(target);
+  return keys;
+}
+
 /**
  * Opens the audit anchor file on first use, so that starting the worker does
  * not wait for reading it; a failed open is retried on the next pass.
@@ -124,7 +132,7 @@ export function startMaintenance(config: Config, deps: VaultDeps, logger: Logger
   if (purpose !== undefined && purpose !== '' && !deps.policy.purposes.includes(purpose)) {
     throw new DomicileError('invalid_request', 'invalid configuration: DOMICILE_RETENTION_PURPOSE must be an access purpose of the data policy');
   }
-  const rewrap = createKekRewrapRunner({ db: deps.db, keys: deps.keys, openKeys: () => openKeyProvider(config), logger });
+  const rewrap = createKekRewrapRunner({ db: deps.db, keys: deps.keys, openKeys: (target) => openProviderFor(config, target), logger });
   const worker = startMaintenanceWorker({
     deps,
     rewrap,

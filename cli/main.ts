@@ -8,6 +8,7 @@ import { registerTokenizationKeyCommands } from './tokenization-keys.ts';
 import { registerKeyCommands } from './keys.ts';
 import { registerBackupCommands } from './backup.ts';
 import { registerRotationCommands } from './rotation.ts';
+import { registerKeyMigrationCommand } from './key-migration.ts';
 import { createLogger } from './logger.ts';
 import { startDomicile, type Role } from './start.ts';
 import { withStore } from './with-store.ts';
@@ -90,6 +91,7 @@ registerKeyCommands(program);
 // After registerKeyCommands, so these join its `keys` command.
 registerTokenizationKeyCommands(program);
 registerRotationCommands(program);
+registerKeyMigrationCommand(program);
 registerBackupCommands(program);
 
 try {

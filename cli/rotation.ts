@@ -1,12 +1,12 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import { DomicileError } from '../policy/index.ts';
-import { getJob } from '../store/jobs.ts';
-import { createKekRewrapRunner, kekStatus, retireKekVersion, startKekRotation } from '../store/kek-rotation.ts';
-import { startProgress } from './progress.ts';
-import { withStore } from './with-store.ts';
+import type { Database } from '../store/database.ts';
+import { kekProviderStatus } from '../store/kek-migration.ts';
+import { latestRewrapJob, retireKekVersion, startKekRotation } from '../store/kek-rotation.ts';
+import type { RoutingKeyProvider } from '../tokenizer/keys/routing.ts';
+import { followRewrapJob } from './rewrap-progress.ts';
+import { withKeys, withStore } from './with-store.ts';
 
-const POLL_MS = 500;
+const PROVIDER_NAMES = { local: 'local key file', 'aws-kms': 'AWS KMS' } as const;
 
 /** Adds `domicile keys rotate|status|retire`, under the `keys` command if another module made it. */
 export function registerRotationCommands(program: Command): void {
@@ -18,51 +18,23 @@ export function registerRotationCommands(program: Command): void {
     .option('--no-wait', 'return once the job is queued instead of waiting for the worker to finish it')
     .action(async (options: { wait: boolean }) => {
       await withStore(async ({ db, keys: provider, logger }) => {
-        const { job, previousVersion, kekVersion } = await startKekRotation(db, provider);
+        // The member that wraps new keys rotates: the local key file adds a version, AWS KMS adopts its configured key.
+        const { job, previousVersion, kekVersion } = await startKekRotation(db, provider.wrapProvider());
         console.log(`new keys are wrapped with ${kekVersion} (was ${previousVersion}); rewrap job ${job.id} queued for ${job.total} data keys`);
         if (!options.wait) {
           return;
         }
-        const progress = startProgress('rewrap', 'data keys');
-        // The embedded database admits one process, so no worker can run beside this command: run the job here.
-        const runner = db.kind === 'pglite' ? createKekRewrapRunner({ db, keys: provider, openKeys: () => Promise.reject(new DomicileError('internal', 'the key provider of this command does not wrap with the rotated version')), logger }) : undefined;
-        if (runner === undefined) {
-          console.log('waiting for a worker (domicile start, role all or worker) to run the job; press Ctrl+C to stop waiting, the job goes on');
-        }
-        try {
-          for (;;) {
-            await runner?.runOnce();
-            const current = await getJob(db, job.id);
-            if (current === undefined) {
-              throw new DomicileError('not_found', `rewrap job ${job.id} disappeared`);
-            }
-            progress.update(current.done, current.total);
-            if (current.state === 'completed') {
-              progress.stop();
-              console.log(`rewrap job ${job.id} completed: ${current.done} data keys rewrapped`);
-              return;
-            }
-            if (current.state === 'failed') {
-              throw new DomicileError('internal', `rewrap job ${job.id} failed (${current.lastErrorCode ?? 'unknown'}); run domicile keys rotate again`);
-            }
-            await sleep(POLL_MS);
-          }
-        } finally {
-          progress.stop();
-        }
+        const done = await followRewrapJob({ db, keys: provider, job, logger, again: 'domicile keys rotate' });
+        console.log(`rewrap job ${job.id} completed: ${done.done} data keys rewrapped`);
       });
     });
 
   keys
     .command('status')
-    .description('show how many data keys and tokenization secrets each KEK version still wraps')
+    .description('show how many data keys and tokenization secrets each key provider and KEK version still wraps, and the newest rewrap or migration job')
     .action(async () => {
-      await withStore(async ({ db, keys: provider }) => {
-        console.log(`current KEK version: ${provider.currentVersion()}`);
-        for (const entry of await kekStatus(db)) {
-          const retired = entry.retired ? ' (retired)' : '';
-          console.log(`${entry.kekVersion}${retired}: ${entry.dataKeys} data keys, ${entry.tokenizationSecrets} tokenization secrets`);
-        }
+      await withKeys(async ({ db, keys: provider }) => {
+        await printKeyStatus(db, provider);
       });
     });
 
@@ -76,4 +48,28 @@ export function registerRotationCommands(program: Command): void {
         console.log(`retired KEK version ${options.version}; remove its key from the key file or disable it in KMS`);
       });
     });
+}
+
+/** Prints the counts per provider and KEK version, and the state of the newest rewrap or migration job. */
+async function printKeyStatus(db: Database, provider: RoutingKeyProvider): Promise<void> {
+  console.log(`current KEK version: ${provider.currentVersion()} (${PROVIDER_NAMES[provider.kind]})`);
+  for (const entry of await kekProviderStatus(db, provider)) {
+    const name = entry.provider === undefined ? 'unknown provider' : PROVIDER_NAMES[entry.provider];
+    const empty = entry.dataKeys === 0 && entry.tokenizationSecrets === 0 && entry.provider !== provider.kind;
+    const removable = empty ? ' (wraps no key: it can be removed from the configuration)' : '';
+    console.log(`${name}: ${entry.dataKeys} data keys, ${entry.tokenizationSecrets} tokenization secrets${removable}`);
+    for (const version of entry.versions) {
+      const retired = version.retired ? ' (retired)' : '';
+      const missing = version.canUnwrap ? '' : ' (no configured key provider can unwrap it)';
+      console.log(`  ${version.kekVersion}${retired}: ${version.dataKeys} data keys, ${version.tokenizationSecrets} tokenization secrets${missing}`);
+    }
+  }
+  const job = await latestRewrapJob(db);
+  if (job !== undefined) {
+    const from = job.params['fromProvider'];
+    const to = job.params['toProvider'];
+    const kind = typeof from === 'string' && typeof to === 'string' ? `migration from ${from} to ${to}` : 'rotation';
+    const error = job.lastErrorCode === null ? '' : `, last error ${job.lastErrorCode}`;
+    console.log(`newest rewrap job ${job.id} (${kind} to ${String(job.params['targetKekVersion'])}): ${job.state}, ${job.done}/${job.total} data keys${error}`);
+  }
 }

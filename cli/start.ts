@@ -15,7 +15,7 @@ import { exportSubject } from '../store/subject-export.ts';
 import { createVault } from '../store/vault.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { productionWarnings, type Config } from './config.ts';
-import { openKeyProvider } from './key-provider.ts';
+import { checkStoredKekVersions, openKeyProvider } from './key-provider.ts';
 import { ensureExampleCredential } from './example-credential.ts';
 import { prepareLifecycle, startMaintenance } from './lifecycle.ts';
 
@@ -60,6 +60,10 @@ export async function startDomicile(config: Config, role: Role, logger: Logger):
     const db = await openDatabase({ ...(config.databaseUrl === undefined ? {} : { databaseUrl: config.databaseUrl }), dataDir: config.dataDir, logger });
     closers.push(() => db.close());
     await migrate(db, logger);
+    await checkStoredKekVersions(db, keys, config);
+    if (config.secondaryKeyProvider !== undefined && keys.member(config.secondaryKeyProvider) === undefined) {
+      logger.warn({ event: 'kek.secondary_missing', provider: config.secondaryKeyProvider, file: config.keyFile }, 'the secondary local key file does not exist; domicile keys migrate --to local creates it');
+    }
     const keyring = await loadKeyring(db, keys);
     const lifecycle = await prepareLifecycle(config, db, keys, keyring, logger);
     closers.push(() => lifecycle.close());

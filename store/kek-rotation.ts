@@ -113,7 +113,8 @@ export interface KekRewrapRunner {
 export function createKekRewrapRunner(options: {
   db: Database;
   keys: KeyProvider;
-  openKeys: () => Promise<KeyProvider>;
+  /** Opens a provider that wraps with the job's target version, such as the configured providers after a rotation or a migration. */
+  openKeys: (targetKekVersion: string) => Promise<KeyProvider>;
   logger: Logger;
   batchSize?: number;
   leaseMs?: number;
@@ -132,7 +133,7 @@ export function createKekRewrapRunner(options: {
       let opened: KeyProvider | undefined;
       try {
         if (keys.currentVersion() !== target) {
-          opened = await options.openKeys();
+          opened = await options.openKeys(target);
           keys = opened;
         }
         if (keys.currentVersion() !== target) {

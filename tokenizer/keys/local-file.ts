@@ -56,6 +56,12 @@ export class LocalKeyProvider implements KeyProvider {
     return `${VERSION_PREFIX}${this.current}`;
   }
 
+  /** Returns whether the file contains the KEK of `kekVersion`, such as `local:2`. */
+  hasVersion(kekVersion: string): boolean {
+    const version = parseKekVersion(kekVersion);
+    return version !== undefined && this.keks.has(version);
+  }
+
   async generateDataKey(context: EncryptionContext): Promise<{ plaintext: Buffer; wrapped: WrappedKey }> {
     const plaintext = secureRandomBytes(32);
     return { plaintext, wrapped: await this.wrap(plaintext, context) };
