@@ -22,6 +22,12 @@ export interface Figures {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /**
+   * CPU time of this whole process (user and system, every thread) per
+   * operation during the measured phase, in microseconds. Less sensitive to
+   * other load on the machine than the throughput.
+   */
+  cpuMicrosPerOp: number;
 }
 
 const DEFAULT_MAX_OPERATIONS = 1_000_000;
@@ -87,7 +93,9 @@ export async function measure(name: string, operation: () => Promise<void>, opti
   if ((options.warmupMs ?? 0) > 0) {
     await runPhase(operation, options.warmupMs ?? 0, options.concurrency, maxOperations);
   }
+  const cpuBefore = process.cpuUsage();
   const phase = await runPhase(operation, options.durationMs, options.concurrency, maxOperations);
+  const cpu = process.cpuUsage(cpuBefore);
   if (phase.errors > 0) {
     console.error(`${name}: ${phase.errors} operations failed; first error:`, phase.firstError);
   }
@@ -102,6 +110,7 @@ export async function measure(name: string, operation: () => Promise<void>, opti
     p50Ms: percentile(sorted, 0.5),
     p99Ms: percentile(sorted, 0.99),
     maxMs: sorted.length > 0 ? (sorted[sorted.length - 1] ?? Number.NaN) : Number.NaN,
+    cpuMicrosPerOp: sorted.length > 0 ? (cpu.user + cpu.system) / sorted.length : Number.NaN,
   };
 }
 
@@ -136,6 +145,7 @@ export function report(name: string, figures: Figures, baseline?: Figures): void
     `p99 ${formatMs(figures.p99Ms).padStart(9)}`,
     `max ${formatMs(figures.maxMs).padStart(9)}`,
     `n=${figures.operations}`,
+    `cpu ${Math.round(figures.cpuMicrosPerOp)} µs/op`,
   ];
   if (figures.errors > 0) parts.push(`errors=${figures.errors}`);
   if (baseline !== undefined && baseline !== figures) {

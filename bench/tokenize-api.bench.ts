@@ -71,7 +71,7 @@ function post(agent: http.Agent, port: number, secret: string, body: string): Pr
 
 /** Figures of an operation that makes `tokensPerOperation` tokens, as tokens per second. */
 function asTokens(figures: Figures, tokensPerOperation: number, name: string): Figures {
-  return { ...figures, name, opsPerSecond: figures.opsPerSecond * tokensPerOperation };
+  return { ...figures, name, opsPerSecond: figures.opsPerSecond * tokensPerOperation, cpuMicrosPerOp: figures.cpuMicrosPerOp / tokensPerOperation };
 }
 
 async function main(): Promise<void> {

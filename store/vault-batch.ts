@@ -54,10 +54,17 @@ class IdempotencyRace extends Error {}
  * earlier subject.
  */
 export async function createRecords(deps: VaultDeps, input: { items: readonly BatchCreateItem[]; actor: Actor }): Promise<BatchCreateResult[]> {
-  return createForActors(deps, input.items.map((item) => ({ ...item, actor: input.actor })));
+  const results = await createForActors(deps, input.items.map((item) => ({ ...item, actor: input.actor })));
+  // Answer only once the entries are chained, as every audited operation does.
+  await auditSealerFor(deps.db).seal(deps.keyring);
+  return results;
 }
 
-/** Like `createRecords`, with an actor per item. */
+/**
+ * Like `createRecords`, with an actor per item, and returning once the
+ * records and their audit entries committed: the caller seals before it
+ * answers, so that a group can make way for the next one during the seal.
+ */
 export async function createForActors(deps: VaultDeps, items: readonly ActorCreateItem[]): Promise<BatchCreateResult[]> {
   for (let attempt = 1; ; attempt += 1) {
     try {
@@ -97,8 +104,6 @@ async function createOnce(deps: VaultDeps, items: readonly ActorCreateItem[]): P
   const records = await Promise.all(fresh.map((entry) => encryptRecord(deps, entry)));
   if (records.length > 0) {
     await insertRecords(deps, records);
-    // Answer only once the entries are chained, as every audited operation does.
-    await auditSealerFor(deps.db).seal(deps.keyring);
   }
   for (const record of records) {
     results[record.index] = { ok: true, subjectToken: record.subjectToken, version: 1 };

@@ -2,6 +2,7 @@ import { DomicileError } from '../policy/errors.ts';
 import type { ActorCreateItem, BatchCreateResult } from './vault-batch.ts';
 import { createForActors } from './vault-batch.ts';
 import type { VaultDeps } from './vault-common.ts';
+import { auditSealerFor } from './audit-seal.ts';
 
 /** Maximum number of single calls that share one transaction. */
 const GROUP_MAX = 100;
@@ -69,16 +70,23 @@ export function createGroupRunner<I, O>(run: (items: readonly I[]) => Promise<Re
 
 /**
  * Group commit for single creates (see createGroupRunner). Each caller gets
- * its answer only after its transaction committed. Invalid values fail only
+ * its answer only after its records committed and their audit entries were
+ * chained. The seal runs after the group made way for the next one, so one
+ * seal often chains the entries of several groups. Invalid values fail only
  * their own item, but a database failure fails every create of the group.
  */
 export function createGroupCommitter(deps: VaultDeps): (item: ActorCreateItem) => Promise<{ subjectToken: string; version: number }> {
-  return createGroupRunner(async (items: readonly ActorCreateItem[]) => {
+  const grouped = createGroupRunner(async (items: readonly ActorCreateItem[]) => {
     const results: readonly BatchCreateResult[] = await createForActors(deps, items);
     return results.map((result) =>
       result.ok ? { ok: true as const, value: { subjectToken: result.subjectToken, version: result.version } } : { ok: false as const, error: result.error },
     );
   }, groupsInFlight(deps));
+  return async (item) => {
+    const created = await grouped(item);
+    await auditSealerFor(deps.db).seal(deps.keyring);
+    return created;
+  };
 }
 
 /**

@@ -43,7 +43,7 @@ ORDER BY k.n`;
  * served as a group (see createGroupRunner): one statement reads every
  * record, then one statement writes a `record.read` entry per record
  * returned, and no value leaves before that statement committed and the
- * entries are chained. Each statement commits on its own: a read changes
+ * entries are chained (the caller waits for the seal after its group). Each statement commits on its own: a read changes
  * nothing, so only its order before the answer matters. A read that fails
  * (unknown subject, erased, no record, undecryptable) fails alone and writes
  * no audit entry; a database failure fails the whole group.
@@ -55,7 +55,10 @@ export function createReader(deps: VaultDeps): (input: ReadInput) => Promise<Rec
     if (!isSubjectToken(input.subjectToken)) {
       throw new DomicileError('not_found', 'no subject has this subject token');
     }
-    return grouped(input);
+    const view = await grouped(input);
+    // The seal runs after the group made way for the next one; see createGroupCommitter.
+    await auditSealerFor(deps.db).seal(deps.keyring);
+    return view;
   };
 }
 
@@ -85,7 +88,6 @@ async function readGroup(deps: VaultDeps, items: readonly ReadInput[]): Promise<
 
   if (audit.length > 0) {
     await appendAuditEntries(deps.db.pool, deps.keyring, audit);
-    await auditSealerFor(deps.db).seal(deps.keyring);
   }
   return results;
 }
