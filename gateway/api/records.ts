@@ -8,6 +8,7 @@ import { addRoute, type RouteSpec } from '../openapi.ts';
 import { parseInput, parseScopedInput, requirePurpose } from '../validation.ts';
 import {
   createBody,
+  createBodyDocument,
   idempotencyHeaders,
   idempotencyKey,
   ifMatchHeaders,
@@ -16,6 +17,7 @@ import {
   recordTypeQuery,
   subjectTokenParams,
   updateBody,
+  updateBodyDocument,
   writeResponse,
 } from './schemas.ts';
 
@@ -81,7 +83,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       description: 'Retries with the same Idempotency-Key and the same values return the first subject instead of creating a second one.',
       tags: TAGS,
       auth: 'credential',
-      body: createBody,
+      body: createBodyDocument,
       headers: idempotencyHeaders,
       responses: { 201: { description: 'created', schema: writeResponse }, ...COMMON_ERRORS, 409: { description: 'idempotency key used for other values' }, 413: { description: 'body too large' } },
     },
@@ -145,7 +147,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       tags: TAGS,
       auth: 'credential',
       params: subjectTokenParams,
-      body: updateBody,
+      body: updateBodyDocument,
       headers: ifMatchHeaders,
       responses: {
         200: { description: 'updated; the version is unchanged when no value changed', schema: writeResponse },

@@ -34,10 +34,18 @@ const detokenizeItem = z.strictObject({
   destination: z.string().min(1).max(64).optional().describe('destination whose own token namespace made the token'),
 });
 
-/** Items are checked one by one, so a malformed item is an item error; the array itself is checked here. */
-const itemsArray = z.array(z.unknown()).min(1).describe(`1 to ${TOKEN_BATCH_MAX} items; more give 413`);
-const tokenizeBody = z.strictObject({ items: itemsArray });
-const detokenizeBody = z.strictObject({ purpose: purposeName, items: itemsArray });
+/**
+ * Items are checked one by one, so a malformed item is an item error; the
+ * request schema checks only the array. The OpenAPI document gives the item
+ * schema instead.
+ */
+function itemsArray<T extends z.ZodType>(item: T) {
+  return z.array(item).min(1).describe(`1 to ${TOKEN_BATCH_MAX} items; more give 413`);
+}
+const tokenizeBody = z.strictObject({ items: itemsArray(z.unknown()) });
+const detokenizeBody = z.strictObject({ purpose: purposeName, items: itemsArray(z.unknown()) });
+const tokenizeBodyDocument = tokenizeBody.extend({ items: itemsArray(tokenizeItem) });
+const detokenizeBodyDocument = detokenizeBody.extend({ items: itemsArray(detokenizeItem) });
 
 const itemError = z.object({ error: z.object({ code: z.string(), message: z.string(), path: z.string() }) });
 const tokenizeResponse = z.object({
@@ -142,7 +150,7 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       description: `Needs the scope tokenize and the record type of each item. Up to ${TOKEN_BATCH_MAX} items; each result is a token or an item error. Deterministic and random tokens carry their key version; keep keyVersion of format-preserving tokens to detokenize them after a key rotation.`,
       tags: TAGS,
       auth: 'credential',
-      body: tokenizeBody,
+      body: tokenizeBodyDocument,
       responses: { 200: { description: 'one result per item, in order', schema: tokenizeResponse }, ...ERRORS },
     },
     auth,
@@ -176,7 +184,7 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       description: `Needs an in-country credential with the scope detokenize, the record type of each item and an access purpose. Up to ${TOKEN_BATCH_MAX} items. Deterministic tokens are keyed hashes and give the item error not_reversible.`,
       tags: TAGS,
       auth: 'credential',
-      body: detokenizeBody,
+      body: detokenizeBodyDocument,
       responses: { 200: { description: 'one result per item, in order', schema: detokenizeResponse }, ...ERRORS },
     },
     auth,
