@@ -1,11 +1,8 @@
 import type { Issue } from '../policy/errors.ts';
-import { DomicileError } from '../policy/errors.ts';
+import { DomicileError, unknownKeyIssue } from '../policy/errors.ts';
 import type { Policy, RecordTypePolicy } from '../policy/schema.ts';
 import { normalizeValue } from '../tokenizer/normalize.ts';
 import type { NormalizedValue } from './record-crypto.ts';
-
-/** Field names that are safe to echo in a JSON path; anything else might be a value sent as a key. */
-const ECHOABLE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,62}$/;
 
 export interface ValidatedValues {
   recordPolicy: RecordTypePolicy;
@@ -75,11 +72,7 @@ function collectValues(
 ): void {
   for (const name of Object.keys(values)) {
     if (!Object.hasOwn(recordPolicy.fields, name)) {
-      structural.push(
-        ECHOABLE_NAME.test(name)
-          ? { path: `$.values.${name}`, message: `is not a field of record type ${input.recordType}` }
-          : { path: '$.values', message: `contains a field name that is not a field of record type ${input.recordType}` },
-      );
+      structural.push(unknownKeyIssue('$.values', values, name, `a field that record type ${input.recordType} does not declare`));
     }
   }
 

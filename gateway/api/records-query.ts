@@ -9,7 +9,6 @@ import { headerPurpose } from './records.ts';
 import { lookupBody, lookupResponse, purposeHeaders, subjectTokenParams, versionsQuery, versionsResponse } from './schemas.ts';
 
 const TAGS = ['records'];
-const PLAIN_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 
 /**
  * Throws `invalid_request` unless `fieldName` is a searchable field of the
@@ -22,8 +21,8 @@ function requireSearchable(policy: Policy, recordType: string, fieldName: string
   const searchable = Object.entries(fields).filter(([, definition]) => definition.searchable).map(([name]) => name);
   const hint = searchable.length > 0 ? `searchable fields: ${searchable.join(', ')}` : 'the record type has no searchable field';
   if (field === undefined) {
-    const named = PLAIN_NAME.test(fieldName) ? `$.field ${fieldName}` : '$.field';
-    throw new DomicileError('invalid_request', `${named} is not a field of record type ${recordType}; ${hint}`, {
+    // The unknown name is not repeated: a caller may have sent a value in its place.
+    throw new DomicileError('invalid_request', `$.field is not a field of record type ${recordType}; ${hint}`, {
       issues: [{ path: '$.field', message: `is not a field of record type ${recordType}` }],
     });
   }

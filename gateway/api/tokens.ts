@@ -1,6 +1,6 @@
 import express, { Router } from 'express';
 import { z } from 'zod';
-import { DomicileError, isAtLeastAsStrong, type EgressForm } from '../../policy/index.ts';
+import { DomicileError, isAtLeastAsStrong, type EgressForm, type Policy } from '../../policy/index.ts';
 import type { Credential } from '../../store/credentials.ts';
 import { actorOf, authenticate, credentialOf } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
@@ -87,6 +87,7 @@ function parseItems<T extends z.ZodType>(schema: T, items: readonly unknown[]): 
  * type, the scope of the record type decides, as for reads.
  */
 function checkFieldGrants<T extends { recordType: string; field: string }>(
+  policy: Policy,
   parsed: Array<ParsedItem<T>>,
   credential: Credential,
   revealed: EgressForm,
@@ -97,9 +98,12 @@ function checkFieldGrants<T extends { recordType: string; field: string }>(
     if (grants === undefined) return entry;
     const granted = Object.hasOwn(grants, entry.item.field) ? (grants[entry.item.field] ?? 'never') : 'never';
     if (granted !== 'never' && isAtLeastAsStrong(revealed, granted)) return entry;
+    // Only a field that the policy declares is named: an unknown name may be a value sent in its place.
+    const declared = Object.hasOwn(policy.recordTypes[entry.item.recordType]?.fields ?? {}, entry.item.field);
+    const subject = declared ? `field ${entry.item.recordType}.${entry.item.field}` : `this field of record type ${entry.item.recordType}`;
     return {
       ok: false,
-      error: { code: 'forbidden', message: `credential may not see field ${entry.item.recordType}.${entry.item.field} in form ${revealed}`, path: `$.items[${index}].field` },
+      error: { code: 'forbidden', message: `credential may not see ${subject} in form ${revealed}`, path: `$.items[${index}].field` },
     };
   });
 }
@@ -161,7 +165,7 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
         throw new DomicileError('forbidden', 'credential lacks the scope tokenize');
       }
       const body = parseInput(tokenizeBody, req.body, '$');
-      const parsed = checkFieldGrants(parseItems(tokenizeItem, body.items), credential, 'token');
+      const parsed = checkFieldGrants(policy, parseItems(tokenizeItem, body.items), credential, 'token');
       const good = parsed.flatMap((entry, index) => (entry.ok ? [{ item: entry.item, index }] : []));
       const results = await vault.tokens.tokenize({
         actor: actorOf(credential),
@@ -199,7 +203,7 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       }
       const body = parseInput(detokenizeBody, req.body, '$');
       const purpose = requirePurpose(policy, body.purpose, '$.purpose');
-      const parsed = checkFieldGrants(parseItems(detokenizeItem, body.items), credential, 'clear');
+      const parsed = checkFieldGrants(policy, parseItems(detokenizeItem, body.items), credential, 'clear');
       const good = parsed.flatMap((entry, index) => (entry.ok ? [{ item: entry.item, index }] : []));
       const results = await vault.tokens.detokenize({
         actor: actorOf(credential),
