@@ -5,6 +5,7 @@ import type { GatewayDeps } from '../deps.ts';
 import { effectiveForm, type Viewer } from '../egress.ts';
 import { recordWithRandomTokens } from '../random-egress.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
+import { auditRefusals, queryString, type RefusalContext } from '../refusal-audit.ts';
 import { parseInput, parseScopedInput, requirePurpose } from '../validation.ts';
 import {
   createBody,
@@ -59,6 +60,15 @@ export function expectedVersion(header: string | undefined): number | undefined 
     });
   }
   return Number(match[1]);
+}
+
+/** Context of a refused read of `/records/:subjectToken` or its versions, for the `denied` audit entry. */
+export function readRefusal(action: string): (req: Request) => RefusalContext {
+  return (req) => {
+    const context: RefusalContext = { action, subjectToken: String(req.params['subjectToken']), purpose: req.get(PURPOSE_HEADER) };
+    const recordType = queryString(req, 'recordType');
+    return recordType === undefined ? context : { ...context, recordType };
+  };
 }
 
 /** Reads the access purpose of a request without a body from its `x-access-purpose` header. */
@@ -122,7 +132,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       responses: { 200: { description: 'the record', schema: recordResponse }, ...COMMON_ERRORS, 404: { description: 'no such subject or record' }, 410: { description: 'subject was erased' } },
     },
     auth,
-    async (req, res) => {
+    auditRefusals(deps, readRefusal('record.read'), async (req, res) => {
       const credential = credentialOf(res);
       const { recordType } = parseScopedInput(recordTypeQuery, req.query, 'query', policy, credential, 'records:read');
       const purpose = headerPurpose(req, policy);
@@ -132,7 +142,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       res.setHeader('Cache-Control', 'no-store');
       res.setHeader('ETag', versionTag(view.version));
       res.json(await recordWithRandomTokens(deps, view, credential));
-    },
+    }),
   );
 
   addRoute(

@@ -5,6 +5,7 @@ import type { Credential } from '../../store/credentials.ts';
 import { actorOf, authenticate, credentialOf } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
+import { auditRefusal, auditRefusals, bodyString } from '../refusal-audit.ts';
 import { parseInput, requirePurpose } from '../validation.ts';
 import { purposeName, recordTypeName } from './schemas.ts';
 
@@ -108,6 +109,27 @@ function checkFieldGrants<T extends { recordType: string; field: string }>(
   });
 }
 
+/**
+ * Groups the items refused with `forbidden` by record type, for one `denied`
+ * audit entry per type. Only declared record types and fields are named; the
+ * counts are items by field name.
+ */
+function refusedItems(policy: Policy, items: readonly unknown[], results: readonly unknown[]): Array<{ recordType: string; fields: string[]; itemCounts: Record<string, number> }> {
+  const groups = new Map<string, Record<string, number>>();
+  results.forEach((result, index) => {
+    const code = typeof result === 'object' && result !== null && 'error' in result ? (result as { error: { code: string } }).error.code : undefined;
+    const item = items[index];
+    if (code !== 'forbidden' || typeof item !== 'object' || item === null) return;
+    const { recordType, field } = item as { recordType?: unknown; field?: unknown };
+    if (typeof recordType !== 'string' || !Object.hasOwn(policy.recordTypes, recordType)) return;
+    const counts = groups.get(recordType) ?? {};
+    const fields = policy.recordTypes[recordType]?.fields ?? {};
+    if (typeof field === 'string' && Object.hasOwn(fields, field)) counts[field] = (counts[field] ?? 0) + 1;
+    groups.set(recordType, counts);
+  });
+  return [...groups].map(([recordType, itemCounts]) => ({ recordType, fields: Object.keys(itemCounts).sort(), itemCounts }));
+}
+
 /** Fills the results of well-formed items into the slots of the request's items. */
 function mergeResults<T, R>(parsed: ReadonlyArray<ParsedItem<T>>, results: readonly R[]): Array<R | { error: { code: string; message: string; path: string } }> {
   let next = 0;
@@ -193,7 +215,7 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
     },
     auth,
     json,
-    async (req, res) => {
+    auditRefusals(deps, (req) => ({ action: 'tokens.detokenize', purpose: bodyString(req, 'purpose') }), async (req, res) => {
       const credential = credentialOf(res);
       if (credential.location !== 'in-country') {
         throw new DomicileError('forbidden', 'detokenize is for in-country callers only: this credential is registered as abroad, and values never leave the country');
@@ -214,9 +236,13 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
           return { ...item, ...(keyVersion === undefined ? {} : { keyVersion }), ...(destination === undefined ? {} : { destination }) };
         }),
       });
+      const merged = mergeResults(parsed, reindex(results, good.map((entry) => entry.index)));
+      for (const denied of refusedItems(policy, body.items, merged)) {
+        await auditRefusal(deps, credential, { action: 'tokens.detokenize', purpose, ...denied });
+      }
       res.setHeader('Cache-Control', 'no-store');
-      res.json({ results: mergeResults(parsed, reindex(results, good.map((entry) => entry.index))) });
-    },
+      res.json({ results: merged });
+    }),
   );
 
   return router;
