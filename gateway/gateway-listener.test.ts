@@ -127,7 +127,9 @@ for (const database of testDatabases()) {
         .set('Authorization', `Bearer ${secrets.inCountry}`)
         .send({ recordType: 'customer', values: person, purpose: 'signup', note: 1, [person.email]: 1 });
       assert.equal(extra.status, 400);
-      assert.deepEqual(extra.body.error.issues.map((issue: { path: string }) => issue.path).sort(), ['$', '$.note']);
+      assert.deepEqual(extra.body.error.issues.map((issue: { path: string }) => issue.path), ['$', '$']);
+      assert.match(extra.body.error.issues[0].message, /at key position 4;/);
+      assert.equal(extra.text.includes('note'), false);
       assert.deepEqual(leakedCanaries(extra.text), []);
 
       const unknownType = await request(app).post('/api/v1/records').set('Authorization', `Bearer ${secrets.inCountry}`).send({ recordType: 'pet', values: {}, purpose: 'signup' });

@@ -33,6 +33,57 @@ function servedRoutes(app: Express): string[] {
   return found.sort();
 }
 
+/** Keywords whose value is one schema, a list of schemas, or a map of names to schemas (JSON Schema 2020-12). */
+const SCHEMA_KEYWORDS = new Set(['items', 'additionalProperties', 'not', 'contains', 'propertyNames', 'unevaluatedProperties', 'unevaluatedItems', 'if', 'then', 'else']);
+const SCHEMA_LIST_KEYWORDS = new Set(['anyOf', 'oneOf', 'allOf', 'prefixItems']);
+const SCHEMA_MAP_KEYWORDS = new Set(['properties', 'patternProperties', '$defs', 'dependentSchemas']);
+
+/** Lists the JSON pointers of empty schemas (`{}`, which accepts anything) inside `schema`. */
+function emptySchemas(schema: unknown, pointer: string): string[] {
+  if (typeof schema !== 'object' || schema === null || Array.isArray(schema)) return [];
+  const entries = Object.entries(schema);
+  const found = entries.length === 0 ? [pointer] : [];
+  for (const [keyword, value] of entries) {
+    if (SCHEMA_KEYWORDS.has(keyword)) {
+      found.push(...emptySchemas(value, `${pointer}/${keyword}`));
+    } else if (SCHEMA_LIST_KEYWORDS.has(keyword) && Array.isArray(value)) {
+      value.forEach((member, index) => found.push(...emptySchemas(member, `${pointer}/${keyword}/${index}`)));
+    } else if (SCHEMA_MAP_KEYWORDS.has(keyword) && typeof value === 'object' && value !== null) {
+      for (const [name, member] of Object.entries(value)) found.push(...emptySchemas(member, `${pointer}/${keyword}/${name}`));
+    }
+  }
+  return found;
+}
+
+/** JSON types that a schema allows, from `type` and from the members of `anyOf`, sorted. */
+function typesOf(schema: { type?: string | string[]; anyOf?: unknown[] }): string[] {
+  const own = schema.type === undefined ? [] : [schema.type].flat();
+  const members = (schema.anyOf ?? []).flatMap((member) => typesOf(member as { type?: string | string[] }));
+  return [...new Set([...own, ...members])].sort();
+}
+
+interface Operation {
+  parameters?: Array<{ name: string; in: string; schema?: unknown }>;
+  requestBody?: { content: Record<string, { schema?: unknown }> };
+  responses: Record<string, { content?: Record<string, { schema?: unknown }> }>;
+}
+
+/** Pairs of a JSON pointer and a schema for every parameter, request body and response of the document. */
+function documentSchemas(paths: Record<string, Record<string, Operation>>): Array<[string, unknown]> {
+  const schemas: Array<[string, unknown]> = [];
+  for (const [path, operations] of Object.entries(paths)) {
+    for (const [method, operation] of Object.entries(operations)) {
+      const at = `${method} ${path}`;
+      for (const parameter of operation.parameters ?? []) schemas.push([`${at} ${parameter.in}.${parameter.name}`, parameter.schema]);
+      for (const [type, media] of Object.entries(operation.requestBody?.content ?? {})) schemas.push([`${at} request ${type}`, media.schema]);
+      for (const [status, response] of Object.entries(operation.responses)) {
+        for (const [type, media] of Object.entries(response.content ?? {})) schemas.push([`${at} ${status} ${type}`, media.schema]);
+      }
+    }
+  }
+  return schemas;
+}
+
 const database = testDatabases()[0];
 
 describe('OpenAPI document', () => {
@@ -75,5 +126,32 @@ describe('OpenAPI document', () => {
     assert.ok(body.paths['/api/v1/records:batch'].post);
     assert.match(body.info.description, /limited to 64kb/);
     assert.deepEqual(body.paths['/healthz'].get.security, []);
+  });
+
+  test('document has no empty schema', async () => {
+    const { body } = await request(app).get('/api/v1/openapi.json');
+    const schemas = documentSchemas(body.paths);
+    assert.ok(schemas.length >= 30, `only ${schemas.length} schemas found`);
+    const empty = schemas.flatMap(([at, schema]) => emptySchemas(schema, at));
+    assert.deepEqual(empty, []);
+  });
+
+  test('batch and token items have their item schemas', async () => {
+    const { body } = await request(app).get('/api/v1/openapi.json');
+    const requestSchema = (path: string) => body.paths[path].post.requestBody.content['application/json'].schema;
+
+    const batchItem = requestSchema('/api/v1/records:batch').properties.records.items;
+    assert.deepEqual([...batchItem.required].sort(), ['purpose', 'recordType', 'values']);
+    assert.ok(batchItem.properties.idempotencyKey);
+    assert.equal(batchItem.additionalProperties, false);
+    assert.deepEqual(typesOf(batchItem.properties.values.additionalProperties), ['boolean', 'number', 'string']);
+
+    const tokenizeItem = requestSchema('/api/v1/tokenize').properties.items.items;
+    assert.deepEqual([...tokenizeItem.required].sort(), ['field', 'recordType', 'value']);
+    const detokenizeItem = requestSchema('/api/v1/detokenize').properties.items.items;
+    assert.deepEqual([...detokenizeItem.required].sort(), ['field', 'recordType', 'token']);
+
+    const update = body.paths['/api/v1/records/{subjectToken}'].patch.requestBody.content['application/json'].schema;
+    assert.deepEqual(typesOf(update.properties.values.additionalProperties), ['boolean', 'null', 'number', 'string']);
   });
 });

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { fieldValues } from './api/schemas.ts';
+import { createValuesDocument } from './api/schemas.ts';
 import type { RouteSpec } from './openapi.ts';
 
 /**
@@ -73,7 +73,7 @@ export const STATIC_ROUTE_SPECS: readonly RouteSpec[] = [
     summary: 'Submission of the collect form; only the widget page on the gateway origin calls it',
     tags: ['widgets'],
     auth: 'session',
-    body: z.strictObject({ values: fieldValues }),
+    body: z.strictObject({ values: createValuesDocument }),
     responses: { 201: { description: 'created; returns the subject token' }, 400: { description: 'invalid values' }, 401: { description: 'missing or expired session' } },
   },
 ];

@@ -1,32 +1,41 @@
 import type { RequestHandler } from 'express';
 import type { z } from 'zod';
-import { DomicileError, jsonPath, type Issue, type Policy } from '../policy/index.ts';
+import { DomicileError, jsonPath, unknownKeyIssue, type Issue, type Policy } from '../policy/index.ts';
 import type { Credential, CredentialOperation } from '../store/credentials.ts';
 import { requireScope } from './auth.ts';
 
 /** Maximum size of a JSON request body. Larger bodies are rejected with 413. */
 export const BODY_LIMIT = '64kb';
 
-/** Field names that may appear in an error message: identifiers cannot hold an email address or a phone number. */
-const PLAIN_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+/** Returns the part of `input` at a zod issue path, or undefined when the path leaves the input. */
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let current = input;
+  for (const key of path) {
+    if (typeof current !== 'object' || current === null || typeof key === 'symbol' || !Object.hasOwn(current, key)) {
+      return undefined;
+    }
+    current = (current as Record<string | number, unknown>)[key];
+  }
+  return current;
+}
 
 /**
  * Turns zod issues into issues whose paths start at `root` (`$` for the body,
  * `query`, `header.<name>`). Zod's messages name the expected type or length,
- * not the received value. The one exception, unknown keys, gets its own
- * message, and a key is named only when it is a plain identifier.
+ * not the received value. Unknown keys are the exception: zod lists them, and
+ * a key may be personal data sent as a name, so each one is reported by its
+ * position in its object instead (see unknownKeyIssue).
  */
-function toIssues(error: z.ZodError, root: string): Issue[] {
+function toIssues(error: z.ZodError, input: unknown, root: string): Issue[] {
   const at = (path: readonly PropertyKey[]): string => (root === '$' ? jsonPath(path) : `${root}${jsonPath(path).slice(1)}`);
   return error.issues.flatMap((issue): Issue[] => {
     if (issue.code !== 'unrecognized_keys') {
       return [{ path: at(issue.path), message: issue.message }];
     }
-    return issue.keys.map((key) =>
-      PLAIN_NAME.test(key)
-        ? { path: at([...issue.path, key]), message: 'is not a known field' }
-        : { path: at(issue.path), message: 'contains a field name that is not known' },
-    );
+    const container = valueAt(input, issue.path);
+    const object = typeof container === 'object' && container !== null ? container : {};
+    const what = root.startsWith('$') ? 'an unknown field' : 'an unknown parameter';
+    return issue.keys.map((key) => unknownKeyIssue(at(issue.path), object, key, what));
   });
 }
 
@@ -36,7 +45,7 @@ export function parseInput<T extends z.ZodType>(schema: T, input: unknown, root:
   if (result.success) {
     return result.data;
   }
-  const issues = toIssues(result.error, root);
+  const issues = toIssues(result.error, input, root);
   const summary = issues.map((issue) => `${issue.path} ${issue.message}`).join('; ');
   throw new DomicileError('invalid_request', `invalid request: ${summary}`, { issues });
 }

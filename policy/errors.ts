@@ -56,3 +56,16 @@ export function jsonPath(path: readonly PropertyKey[]): string {
   }
   return out;
 }
+
+/**
+ * Builds the issue for a key that the schema does not declare, at the JSON
+ * path of the object that contains it. The key is never echoed, because a
+ * client may send personal data as a key name (`{"jane@example.com": 1}`).
+ * Its 1-based position among the object's own keys identifies the key for
+ * the caller; JavaScript lists integer-like keys first, in ascending order.
+ */
+export function unknownKeyIssue(objectPath: string, object: object, key: string, what: string): Issue {
+  const position = Object.keys(object).indexOf(key) + 1;
+  const where = position > 0 ? ` at key position ${position}` : '';
+  return { path: objectPath, message: `contains ${what}${where}; unknown names are not repeated` };
+}

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isTimeZone } from './calendar.ts';
 
 /** Field value types that the widgets, normalization and validation know. */
 export const FIELD_TYPES = [
@@ -98,6 +99,11 @@ const fieldSchema = z.strictObject({
   /** Maximum length in characters, after normalization. */
   maxLength: z.number().int().min(1).max(10_000).default(256),
   searchable: z.boolean().default(false),
+  /**
+   * Date fields only: `today` rejects dates after the current date in the
+   * policy's time zone, for dates that cannot lie ahead, such as birth dates.
+   */
+  notAfter: z.literal('today').optional(),
   token: tokenSchema.optional(),
   mask: maskSchema.optional(),
   generalize: generalizeSchema.optional(),
@@ -118,6 +124,10 @@ const checkedFieldSchema = fieldSchema
   .refine((field) => field.token?.emailDomain === undefined || field.type === 'email', {
     message: 'applies only to fields of type email',
     path: ['token', 'emailDomain'],
+  })
+  .refine((field) => field.notAfter === undefined || field.type === 'date', {
+    message: 'applies only to fields of type date',
+    path: ['notAfter'],
   });
 
 /** How long a record is kept after its last change; the worker role then erases its subject. */
@@ -169,6 +179,8 @@ export const policySchema = z.strictObject({
   version: z.number().int().min(1),
   /** Region used to read national phone numbers, as ISO 3166-1 alpha-2. */
   defaultRegion: z.string().regex(/^[A-Z]{2}$/, 'must be an ISO 3166-1 alpha-2 code such as DE'),
+  /** IANA time zone in which date rules such as `notAfter: today` count days; UTC when absent. */
+  timeZone: z.string().refine(isTimeZone, 'must be an IANA time zone such as Europe/Berlin').optional(),
   purposes: z.array(identifier).min(1),
   recordTypes: z.record(identifier, recordTypeSchema),
   destinations: z.record(identifier, destinationSchema).default({}),

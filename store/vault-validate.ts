@@ -1,11 +1,9 @@
 import type { Issue } from '../policy/errors.ts';
-import { DomicileError } from '../policy/errors.ts';
-import type { Policy, RecordTypePolicy } from '../policy/schema.ts';
+import { DomicileError, unknownKeyIssue } from '../policy/errors.ts';
+import { calendarDate } from '../policy/calendar.ts';
+import type { FieldPolicy, Policy, RecordTypePolicy } from '../policy/schema.ts';
 import { normalizeValue } from '../tokenizer/normalize.ts';
 import type { NormalizedValue } from './record-crypto.ts';
-
-/** Field names that are safe to echo in a JSON path; anything else might be a value sent as a key. */
-const ECHOABLE_NAME = /^[A-Za-z][A-Za-z0-9_]{0,62}$/;
 
 export interface ValidatedValues {
   recordPolicy: RecordTypePolicy;
@@ -75,11 +73,7 @@ function collectValues(
 ): void {
   for (const name of Object.keys(values)) {
     if (!Object.hasOwn(recordPolicy.fields, name)) {
-      structural.push(
-        ECHOABLE_NAME.test(name)
-          ? { path: `$.values.${name}`, message: `is not a field of record type ${input.recordType}` }
-          : { path: '$.values', message: `contains a field name that is not a field of record type ${input.recordType}` },
-      );
+      structural.push(unknownKeyIssue('$.values', values, name, `a field that record type ${input.recordType} does not declare`));
     }
   }
 
@@ -101,7 +95,13 @@ function collectValues(
     }
 
     try {
-      result.set.set(name, normalizeValue(field.type, raw, { defaultRegion: policy.defaultRegion, maxLength: field.maxLength }));
+      const normalized = normalizeValue(field.type, raw, { defaultRegion: policy.defaultRegion, maxLength: field.maxLength });
+      const problem = dateRuleProblem(policy, field, normalized);
+      if (problem !== undefined) {
+        invalid.push({ path, message: problem });
+        continue;
+      }
+      result.set.set(name, normalized);
     } catch (error) {
       if (!(error instanceof DomicileError)) {
         throw error;
@@ -113,6 +113,19 @@ function collectValues(
   if (input.mode === 'update' && result.set.size === 0 && result.remove.length === 0 && structural.length === 0 && invalid.length === 0) {
     structural.push({ path: '$.values', message: 'must contain at least one field' });
   }
+}
+
+/** Checks a normalized date against the field's `notAfter` rule; returns the problem or undefined. */
+function dateRuleProblem(policy: Policy, field: FieldPolicy, normalized: NormalizedValue): string | undefined {
+  if (field.notAfter !== 'today' || typeof normalized !== 'string') {
+    return undefined;
+  }
+  // `YYYY-MM-DD` strings of the same length sort like the dates they name.
+  const today = calendarDate(new Date(), policy.timeZone);
+  if (normalized > today) {
+    return `must not be after today (${today} in ${policy.timeZone ?? 'UTC'})`;
+  }
+  return undefined;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

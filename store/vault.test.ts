@@ -96,8 +96,12 @@ for (const database of testDatabases()) {
         'invalid_request',
       );
       const paths = error.issues.map((issue) => issue.path).sort();
-      assert.deepEqual(paths, ['$.values', '$.values.birthDate', '$.values.email', '$.values.name', '$.values.nickname']);
+      assert.deepEqual(paths, ['$.values', '$.values', '$.values.birthDate', '$.values.email', '$.values.name']);
+      const unknownKeys = error.issues.filter((issue) => issue.path === '$.values').map((issue) => issue.message);
+      assert.match(unknownKeys[0] ?? '', /at key position 3;/);
+      assert.match(unknownKeys[1] ?? '', /at key position 4;/);
       assert.equal(error.message.includes('Quorpelt'), false);
+      assert.equal(error.message.includes('nickname'), false);
       assert.equal(JSON.stringify(error.issues).includes('Quorpelt'), false);
     });
 

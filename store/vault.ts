@@ -1,7 +1,7 @@
 import { DomicileError } from '../policy/errors.ts';
 import { blindIndex } from '../tokenizer/blind-index.ts';
 import { normalizeValue } from '../tokenizer/normalize.ts';
-import { appendAudit } from './audit.ts';
+import { appendAuditEntries } from './audit.ts';
 import { auditSealerFor } from './audit-seal.ts';
 import { withTransaction } from './database.ts';
 import { dataKeyCacheFor } from './data-key-cache.ts';
@@ -128,15 +128,20 @@ async function lookupRecords(deps: VaultDeps, input: LookupInput): Promise<strin
        ORDER BY s.token`,
       [input.recordType, input.field, versions, digests],
     );
-    await appendAudit(client, deps.keyring, {
+    const tokens = result.rows.map((row) => row.token);
+    // One entry per subject found, so the subject access export of each lists
+    // the lookup; a lookup that found nobody still leaves one entry.
+    const entry = {
       actor: input.actor,
       action: 'record.lookup',
       purpose: input.purpose,
       recordType: input.recordType,
       fields: [input.field],
       values: { [input.field]: normalized },
-    });
-    return result.rows.map((row) => row.token);
+    };
+    const entries = tokens.length === 0 ? [entry] : tokens.map((subjectToken) => ({ ...entry, subjectToken }));
+    await appendAuditEntries(client, deps.keyring, entries);
+    return tokens;
   });
 }
 

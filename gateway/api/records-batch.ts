@@ -5,7 +5,7 @@ import { actorOf, authenticate, credentialOf } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
 import { parseInput, parseScopedInput } from '../validation.ts';
-import { BATCH_MAX, batchBody, batchItem, batchResponse } from './schemas.ts';
+import { BATCH_MAX, batchBody, batchBodyDocument, batchItem, batchResponse } from './schemas.ts';
 
 type ItemResult =
   | { index: number; status: 201; subjectToken: string; version: number }
@@ -39,7 +39,7 @@ export function recordsBatchRouter(deps: GatewayDeps, specs: RouteSpec[]): Route
         'The valid items are written in one transaction. Items may carry an idempotencyKey, with the meaning of the Idempotency-Key header of a single create.',
       tags: ['records'],
       auth: 'credential',
-      body: batchBody,
+      body: batchBodyDocument,
       responses: {
         200: { description: 'one result per item, in request order', schema: batchResponse },
         400: { description: 'the body is not a list of 1 to 100 records' },

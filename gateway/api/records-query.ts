@@ -1,15 +1,15 @@
-import { Router } from 'express';
+import { Router, type Request } from 'express';
 import { DomicileError, type Policy } from '../../policy/index.ts';
 import { actorOf, authenticate, credentialOf, requireInCountry } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { effectiveForm, type Viewer } from '../egress.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
 import { parseScopedInput, requirePurpose } from '../validation.ts';
-import { headerPurpose } from './records.ts';
+import { auditRefusals, bodyString, type RefusalContext } from '../refusal-audit.ts';
+import { headerPurpose, readRefusal } from './records.ts';
 import { lookupBody, lookupResponse, purposeHeaders, subjectTokenParams, versionsQuery, versionsResponse } from './schemas.ts';
 
 const TAGS = ['records'];
-const PLAIN_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 
 /**
  * Throws `invalid_request` unless `fieldName` is a searchable field of the
@@ -22,8 +22,8 @@ function requireSearchable(policy: Policy, recordType: string, fieldName: string
   const searchable = Object.entries(fields).filter(([, definition]) => definition.searchable).map(([name]) => name);
   const hint = searchable.length > 0 ? `searchable fields: ${searchable.join(', ')}` : 'the record type has no searchable field';
   if (field === undefined) {
-    const named = PLAIN_NAME.test(fieldName) ? `$.field ${fieldName}` : '$.field';
-    throw new DomicileError('invalid_request', `${named} is not a field of record type ${recordType}; ${hint}`, {
+    // The unknown name is not repeated: a caller may have sent a value in its place.
+    throw new DomicileError('invalid_request', `$.field is not a field of record type ${recordType}; ${hint}`, {
       issues: [{ path: '$.field', message: `is not a field of record type ${recordType}` }],
     });
   }
@@ -35,6 +35,20 @@ function requireSearchable(policy: Policy, recordType: string, fieldName: string
   if (effectiveForm(viewer, recordType, fieldName, field) === 'never') {
     throw new DomicileError('forbidden', `credential may not see field ${recordType}.${fieldName}, so it may not look records up by it`);
   }
+}
+
+/** Context of a refused lookup: the record type and the field when the policy declares them, never the value. */
+function lookupRefusal(policy: Policy, req: Request): RefusalContext {
+  const recordType = bodyString(req, 'recordType');
+  const field = bodyString(req, 'field');
+  const fields = recordType === undefined ? undefined : policy.recordTypes[recordType]?.fields;
+  const known = field !== undefined && fields !== undefined && Object.hasOwn(fields, field);
+  return {
+    action: 'record.lookup',
+    purpose: bodyString(req, 'purpose'),
+    ...(recordType === undefined ? {} : { recordType }),
+    ...(known ? { fields: [field] } : {}),
+  };
 }
 
 /** `POST /api/v1/records/lookup` (find by value) and `GET /api/v1/records/:subjectToken/versions` (history). */
@@ -63,7 +77,7 @@ export function recordQueriesRouter(deps: GatewayDeps, specs: RouteSpec[]): Rout
       },
     },
     auth,
-    async (req, res) => {
+    auditRefusals(deps, (req) => lookupRefusal(policy, req), async (req, res) => {
       const credential = credentialOf(res);
       if (Object.keys(req.query).length > 0) {
         throw new DomicileError('invalid_request', 'lookup takes no query parameters: send every parameter in the JSON body', {
@@ -77,7 +91,7 @@ export function recordQueriesRouter(deps: GatewayDeps, specs: RouteSpec[]): Rout
       const subjectTokens = await vault.lookup({ recordType: body.recordType, field: body.field, value: body.value, actor: actorOf(credential), purpose });
       res.setHeader('Cache-Control', 'no-store');
       res.json({ subjectTokens });
-    },
+    }),
   );
 
   addRoute(
@@ -104,7 +118,7 @@ export function recordQueriesRouter(deps: GatewayDeps, specs: RouteSpec[]): Rout
       },
     },
     auth,
-    async (req, res) => {
+    auditRefusals(deps, readRefusal('record.history'), async (req, res) => {
       const credential = credentialOf(res);
       const query = parseScopedInput(versionsQuery, req.query, 'query', policy, credential, 'records:read');
       requireInCountry(credential, 'record history');
@@ -121,7 +135,7 @@ export function recordQueriesRouter(deps: GatewayDeps, specs: RouteSpec[]): Rout
       });
       res.setHeader('Cache-Control', 'no-store');
       res.json({ subjectToken, recordType: query.recordType, versions });
-    },
+    }),
   );
 
   return router;

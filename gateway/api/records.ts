@@ -5,9 +5,11 @@ import type { GatewayDeps } from '../deps.ts';
 import { effectiveForm, type Viewer } from '../egress.ts';
 import { recordWithRandomTokens } from '../random-egress.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
+import { auditRefusals, queryString, type RefusalContext } from '../refusal-audit.ts';
 import { parseInput, parseScopedInput, requirePurpose } from '../validation.ts';
 import {
   createBody,
+  createBodyDocument,
   idempotencyHeaders,
   idempotencyKey,
   ifMatchHeaders,
@@ -16,6 +18,7 @@ import {
   recordTypeQuery,
   subjectTokenParams,
   updateBody,
+  updateBodyDocument,
   writeResponse,
 } from './schemas.ts';
 
@@ -59,6 +62,15 @@ export function expectedVersion(header: string | undefined): number | undefined 
   return Number(match[1]);
 }
 
+/** Context of a refused read of `/records/:subjectToken` or its versions, for the `denied` audit entry. */
+export function readRefusal(action: string): (req: Request) => RefusalContext {
+  return (req) => {
+    const context: RefusalContext = { action, subjectToken: String(req.params['subjectToken']), purpose: req.get(PURPOSE_HEADER) };
+    const recordType = queryString(req, 'recordType');
+    return recordType === undefined ? context : { ...context, recordType };
+  };
+}
+
 /** Reads the access purpose of a request without a body from its `x-access-purpose` header. */
 export function headerPurpose(req: Request, policy: Policy): string {
   return requirePurpose(policy, req.get(PURPOSE_HEADER), `header.${PURPOSE_HEADER}`);
@@ -81,7 +93,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       description: 'Retries with the same Idempotency-Key and the same values return the first subject instead of creating a second one.',
       tags: TAGS,
       auth: 'credential',
-      body: createBody,
+      body: createBodyDocument,
       headers: idempotencyHeaders,
       responses: { 201: { description: 'created', schema: writeResponse }, ...COMMON_ERRORS, 409: { description: 'idempotency key used for other values' }, 413: { description: 'body too large' } },
     },
@@ -120,7 +132,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       responses: { 200: { description: 'the record', schema: recordResponse }, ...COMMON_ERRORS, 404: { description: 'no such subject or record' }, 410: { description: 'subject was erased' } },
     },
     auth,
-    async (req, res) => {
+    auditRefusals(deps, readRefusal('record.read'), async (req, res) => {
       const credential = credentialOf(res);
       const { recordType } = parseScopedInput(recordTypeQuery, req.query, 'query', policy, credential, 'records:read');
       const purpose = headerPurpose(req, policy);
@@ -130,7 +142,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       res.setHeader('Cache-Control', 'no-store');
       res.setHeader('ETag', versionTag(view.version));
       res.json(await recordWithRandomTokens(deps, view, credential));
-    },
+    }),
   );
 
   addRoute(
@@ -145,7 +157,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       tags: TAGS,
       auth: 'credential',
       params: subjectTokenParams,
-      body: updateBody,
+      body: updateBodyDocument,
       headers: ifMatchHeaders,
       responses: {
         200: { description: 'updated; the version is unchanged when no value changed', schema: writeResponse },

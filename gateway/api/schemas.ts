@@ -28,6 +28,14 @@ export const fieldValues = z.preprocess((raw, ctx) => {
   return raw;
 }, z.record(z.string(), z.unknown()));
 
+/**
+ * Field values as the OpenAPI document describes them. Requests are validated
+ * with `fieldValues`, because the vault checks each value against the data
+ * policy and reports every problem with its path.
+ */
+export const createValuesDocument = z.record(z.string(), scalar).describe('field values by field name; the data policy decides which fields exist and how each is validated');
+const updateValuesDocument = z.record(z.string(), scalar.nullable()).describe('fields to change; null removes an optional field, fields left out keep their value');
+
 export const createBody = z.strictObject({
   recordType: recordTypeName,
   values: fieldValues.describe('field values by field name; the data policy decides which fields exist and how each is validated'),
@@ -39,6 +47,10 @@ export const updateBody = z.strictObject({
   values: fieldValues.describe('fields to change; null removes an optional field, fields left out keep their value'),
   purpose: purposeName,
 });
+
+/** Bodies as the OpenAPI document describes them, with the value types that `fieldValues` leaves to the vault. */
+export const createBodyDocument = createBody.extend({ values: createValuesDocument });
+export const updateBodyDocument = updateBody.extend({ values: updateValuesDocument });
 
 export const lookupBody = z.strictObject({
   recordType: recordTypeName,
@@ -57,9 +69,15 @@ export const batchItem = z.strictObject({
   idempotencyKey: idempotencyKey.optional(),
 });
 
-export const batchBody = z.strictObject({
-  records: z.array(z.unknown()).min(1).max(BATCH_MAX).describe(`1 to ${BATCH_MAX} records, each validated on its own`),
-});
+/** Items are validated one by one with `batchItem`, so a malformed item gives an item result instead of failing the batch. */
+function batchBodyOf<T extends z.ZodType>(item: T) {
+  return z.strictObject({
+    records: z.array(item).min(1).max(BATCH_MAX).describe(`1 to ${BATCH_MAX} records, each validated on its own`),
+  });
+}
+
+export const batchBody = batchBodyOf(z.unknown());
+export const batchBodyDocument = batchBodyOf(batchItem.extend({ values: createValuesDocument }));
 
 export const recordTypeQuery = z.strictObject({ recordType: recordTypeName });
 

@@ -85,5 +85,36 @@ for (const database of testDatabases()) {
       const response = await request(app).get(`/api/v1/subjects/${subject.subjectToken}/export?purpose=support`).set(auth(secrets.inCountry));
       assert.equal(response.status, 410);
     });
+
+    test('export lists lookups that found the subject', async () => {
+      const shared = 'lookup.shared.q7@example.org';
+      const first = await store.vault.create({ recordType: 'customer', values: { name: 'Lookup One', email: shared }, actor: inCountryActor, purpose: 'signup' });
+      const bystander = await store.vault.create({ recordType: 'customer', values: { name: 'Lookup Two', email: 'lookup.other.q7@example.org' }, actor: inCountryActor, purpose: 'signup' });
+      const found = await store.vault.lookup({ recordType: 'customer', field: 'email', value: shared, actor: { id: 'lookup-caller', location: 'in-country' }, purpose: 'support' });
+      assert.deepEqual(found, [first.subjectToken]);
+
+      const response = await request(app).get(`/api/v1/subjects/${first.subjectToken}/export?purpose=support`).set(auth(secrets.inCountry));
+      assert.equal(response.status, 200, response.text);
+      const lookups = (response.body.audit as Array<{ action: string; actor: { id: string }; purpose: string; recordType: string; fields: string[] }>).filter((entry) => entry.action === 'record.lookup');
+      assert.equal(lookups.length, 1);
+      assert.equal(lookups[0]?.actor.id, 'lookup-caller');
+      assert.equal(lookups[0]?.purpose, 'support');
+      assert.equal(lookups[0]?.recordType, 'customer');
+      assert.deepEqual(lookups[0]?.fields, ['email']);
+      assert.equal(JSON.stringify(lookups).includes(shared), false);
+
+      const other = await request(app).get(`/api/v1/subjects/${bystander.subjectToken}/export?purpose=support`).set(auth(secrets.inCountry));
+      assert.equal(other.status, 200, other.text);
+      const otherActions = (other.body.audit as Array<{ action: string }>).map((entry) => entry.action);
+      assert.deepEqual(otherActions, ['record.create']);
+    });
+
+    test('lookup without match leaves one entry', async () => {
+      const before = await db.pool.query<{ count: string }>("SELECT count(*) FROM audit_log WHERE action = 'record.lookup'");
+      const found = await store.vault.lookup({ recordType: 'customer', field: 'email', value: 'nobody.q7@example.org', actor: inCountryActor, purpose: 'support' });
+      assert.deepEqual(found, []);
+      const rows = await db.pool.query<{ subject_token: string | null }>("SELECT subject_token FROM audit_log WHERE action = 'record.lookup' ORDER BY seq OFFSET $1", [Number(before.rows[0]?.count ?? 0)]);
+      assert.deepEqual(rows.rows, [{ subject_token: null }]);
+    });
   });
 }

@@ -4,6 +4,7 @@ import { DomicileError } from '../../policy/index.ts';
 import { actorOf, authenticate, credentialOf, requireInCountry } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
+import { auditRefusals, queryString } from '../refusal-audit.ts';
 import { parseInput, requirePurpose } from '../validation.ts';
 import { purposeName, subjectTokenParams } from './schemas.ts';
 
@@ -71,7 +72,7 @@ export function subjectExportRouter(deps: GatewayDeps, specs: RouteSpec[]): Rout
       },
     },
     auth,
-    async (req, res) => {
+    auditRefusals(deps, (req) => ({ action: 'subject.export', subjectToken: String(req.params['subjectToken']), purpose: queryString(req, 'purpose') }), async (req, res) => {
       const credential = credentialOf(res);
       requireInCountry(credential, 'subject access export');
       if (!credential.scopes.operations.includes('records:read')) {
@@ -91,7 +92,7 @@ export function subjectExportRouter(deps: GatewayDeps, specs: RouteSpec[]): Rout
       });
       res.setHeader('Cache-Control', 'no-store');
       res.json(document);
-    },
+    }),
   );
 
   return router;

@@ -1,10 +1,11 @@
 import express, { Router } from 'express';
 import { z } from 'zod';
-import { DomicileError, isAtLeastAsStrong, type EgressForm } from '../../policy/index.ts';
+import { DomicileError, isAtLeastAsStrong, type EgressForm, type Policy } from '../../policy/index.ts';
 import type { Credential } from '../../store/credentials.ts';
 import { actorOf, authenticate, credentialOf } from '../auth.ts';
 import type { GatewayDeps } from '../deps.ts';
 import { addRoute, type RouteSpec } from '../openapi.ts';
+import { auditRefusal, auditRefusals, bodyString } from '../refusal-audit.ts';
 import { parseInput, requirePurpose } from '../validation.ts';
 import { purposeName, recordTypeName } from './schemas.ts';
 
@@ -34,10 +35,18 @@ const detokenizeItem = z.strictObject({
   destination: z.string().min(1).max(64).optional().describe('destination whose own token namespace made the token'),
 });
 
-/** Items are checked one by one, so a malformed item is an item error; the array itself is checked here. */
-const itemsArray = z.array(z.unknown()).min(1).describe(`1 to ${TOKEN_BATCH_MAX} items; more give 413`);
-const tokenizeBody = z.strictObject({ items: itemsArray });
-const detokenizeBody = z.strictObject({ purpose: purposeName, items: itemsArray });
+/**
+ * Items are checked one by one, so a malformed item is an item error; the
+ * request schema checks only the array. The OpenAPI document gives the item
+ * schema instead.
+ */
+function itemsArray<T extends z.ZodType>(item: T) {
+  return z.array(item).min(1).describe(`1 to ${TOKEN_BATCH_MAX} items; more give 413`);
+}
+const tokenizeBody = z.strictObject({ items: itemsArray(z.unknown()) });
+const detokenizeBody = z.strictObject({ purpose: purposeName, items: itemsArray(z.unknown()) });
+const tokenizeBodyDocument = tokenizeBody.extend({ items: itemsArray(tokenizeItem) });
+const detokenizeBodyDocument = detokenizeBody.extend({ items: itemsArray(detokenizeItem) });
 
 const itemError = z.object({ error: z.object({ code: z.string(), message: z.string(), path: z.string() }) });
 const tokenizeResponse = z.object({
@@ -79,6 +88,7 @@ function parseItems<T extends z.ZodType>(schema: T, items: readonly unknown[]): 
  * type, the scope of the record type decides, as for reads.
  */
 function checkFieldGrants<T extends { recordType: string; field: string }>(
+  policy: Policy,
   parsed: Array<ParsedItem<T>>,
   credential: Credential,
   revealed: EgressForm,
@@ -89,11 +99,35 @@ function checkFieldGrants<T extends { recordType: string; field: string }>(
     if (grants === undefined) return entry;
     const granted = Object.hasOwn(grants, entry.item.field) ? (grants[entry.item.field] ?? 'never') : 'never';
     if (granted !== 'never' && isAtLeastAsStrong(revealed, granted)) return entry;
+    // Only a field that the policy declares is named: an unknown name may be a value sent in its place.
+    const declared = Object.hasOwn(policy.recordTypes[entry.item.recordType]?.fields ?? {}, entry.item.field);
+    const subject = declared ? `field ${entry.item.recordType}.${entry.item.field}` : `this field of record type ${entry.item.recordType}`;
     return {
       ok: false,
-      error: { code: 'forbidden', message: `credential may not see field ${entry.item.recordType}.${entry.item.field} in form ${revealed}`, path: `$.items[${index}].field` },
+      error: { code: 'forbidden', message: `credential may not see ${subject} in form ${revealed}`, path: `$.items[${index}].field` },
     };
   });
+}
+
+/**
+ * Groups the items refused with `forbidden` by record type, for one `denied`
+ * audit entry per type. Only declared record types and fields are named; the
+ * counts are items by field name.
+ */
+function refusedItems(policy: Policy, items: readonly unknown[], results: readonly unknown[]): Array<{ recordType: string; fields: string[]; itemCounts: Record<string, number> }> {
+  const groups = new Map<string, Record<string, number>>();
+  results.forEach((result, index) => {
+    const code = typeof result === 'object' && result !== null && 'error' in result ? (result as { error: { code: string } }).error.code : undefined;
+    const item = items[index];
+    if (code !== 'forbidden' || typeof item !== 'object' || item === null) return;
+    const { recordType, field } = item as { recordType?: unknown; field?: unknown };
+    if (typeof recordType !== 'string' || !Object.hasOwn(policy.recordTypes, recordType)) return;
+    const counts = groups.get(recordType) ?? {};
+    const fields = policy.recordTypes[recordType]?.fields ?? {};
+    if (typeof field === 'string' && Object.hasOwn(fields, field)) counts[field] = (counts[field] ?? 0) + 1;
+    groups.set(recordType, counts);
+  });
+  return [...groups].map(([recordType, itemCounts]) => ({ recordType, fields: Object.keys(itemCounts).sort(), itemCounts }));
 }
 
 /** Fills the results of well-formed items into the slots of the request's items. */
@@ -142,7 +176,7 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       description: `Needs the scope tokenize and the record type of each item. Up to ${TOKEN_BATCH_MAX} items; each result is a token or an item error. Deterministic and random tokens carry their key version; keep keyVersion of format-preserving tokens to detokenize them after a key rotation.`,
       tags: TAGS,
       auth: 'credential',
-      body: tokenizeBody,
+      body: tokenizeBodyDocument,
       responses: { 200: { description: 'one result per item, in order', schema: tokenizeResponse }, ...ERRORS },
     },
     auth,
@@ -153,7 +187,7 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
         throw new DomicileError('forbidden', 'credential lacks the scope tokenize');
       }
       const body = parseInput(tokenizeBody, req.body, '$');
-      const parsed = checkFieldGrants(parseItems(tokenizeItem, body.items), credential, 'token');
+      const parsed = checkFieldGrants(policy, parseItems(tokenizeItem, body.items), credential, 'token');
       const good = parsed.flatMap((entry, index) => (entry.ok ? [{ item: entry.item, index }] : []));
       const results = await vault.tokens.tokenize({
         actor: actorOf(credential),
@@ -176,12 +210,12 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       description: `Needs an in-country credential with the scope detokenize, the record type of each item and an access purpose. Up to ${TOKEN_BATCH_MAX} items. Deterministic tokens are keyed hashes and give the item error not_reversible.`,
       tags: TAGS,
       auth: 'credential',
-      body: detokenizeBody,
+      body: detokenizeBodyDocument,
       responses: { 200: { description: 'one result per item, in order', schema: detokenizeResponse }, ...ERRORS },
     },
     auth,
     json,
-    async (req, res) => {
+    auditRefusals(deps, (req) => ({ action: 'tokens.detokenize', purpose: bodyString(req, 'purpose') }), async (req, res) => {
       const credential = credentialOf(res);
       if (credential.location !== 'in-country') {
         throw new DomicileError('forbidden', 'detokenize is for in-country callers only: this credential is registered as abroad, and values never leave the country');
@@ -191,7 +225,7 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       }
       const body = parseInput(detokenizeBody, req.body, '$');
       const purpose = requirePurpose(policy, body.purpose, '$.purpose');
-      const parsed = checkFieldGrants(parseItems(detokenizeItem, body.items), credential, 'clear');
+      const parsed = checkFieldGrants(policy, parseItems(detokenizeItem, body.items), credential, 'clear');
       const good = parsed.flatMap((entry, index) => (entry.ok ? [{ item: entry.item, index }] : []));
       const results = await vault.tokens.detokenize({
         actor: actorOf(credential),
@@ -202,9 +236,13 @@ export function tokensRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
           return { ...item, ...(keyVersion === undefined ? {} : { keyVersion }), ...(destination === undefined ? {} : { destination }) };
         }),
       });
+      const merged = mergeResults(parsed, reindex(results, good.map((entry) => entry.index)));
+      for (const denied of refusedItems(policy, body.items, merged)) {
+        await auditRefusal(deps, credential, { action: 'tokens.detokenize', purpose, ...denied });
+      }
       res.setHeader('Cache-Control', 'no-store');
-      res.json({ results: mergeResults(parsed, reindex(results, good.map((entry) => entry.index))) });
-    },
+      res.json({ results: merged });
+    }),
   );
 
   return router;
