@@ -33,7 +33,12 @@ import { openDatabase, type Database } from '../store/database.ts';
 import { loadKeyring } from '../store/keyring-store.ts';
 import { migrate } from '../store/migrate.ts';
 import { createVault } from '../store/vault.ts';
-import { openLocalKeyFile } from '../tokenizer/keys/local-file.ts';
+import { blindIndex } from '../tokenizer/blind-index.ts';
+import type { Keyring } from '../tokenizer/keyring.ts';
+import { openLocalKeyFile, type LocalKeyProvider } from '../tokenizer/keys/local-file.ts';
+import type { Policy } from '../policy/schema.ts';
+import { blindIndexNamespace, dataKeyContext, encryptField, generateSubjectToken } from '../store/record-crypto.ts';
+import { validateValues } from '../store/vault-validate.ts';
 import { measure, medianRound, readSetting, report, type Figures, type MeasureOptions } from './harness.ts';
 
 const BATCH_SIZE = 100;
@@ -153,6 +158,25 @@ function perRecord(figures: Figures, recordsPerOperation: number): Figures {
   };
 }
 
+/**
+ * The CPU work of one created record without database and HTTP, as the
+ * create path does it: validation and normalization, a data key wrapped by
+ * the KEK, one AES-GCM encryption per field and the blind index of each
+ * searchable field.
+ */
+async function prepareRecord(keys: LocalKeyProvider, keyring: Keyring, policy: Policy, values: Record<string, string>): Promise<void> {
+  const validated = validateValues(policy, { recordType: 'customer', values, purpose: 'signup', mode: 'create' });
+  const subjectToken = generateSubjectToken();
+  const dataKey = await keys.generateDataKey(dataKeyContext(subjectToken));
+  for (const [field, value] of validated.set) {
+    encryptField(dataKey.plaintext, { recordType: 'customer', subjectToken, field }, value);
+    if (validated.recordPolicy.fields[field]?.searchable === true) {
+      blindIndex(keyring, blindIndexNamespace('customer', field), String(value));
+    }
+  }
+  dataKey.plaintext.fill(0);
+}
+
 async function main(): Promise<void> {
   const dataDir = await mkdtemp(join(tmpdir(), 'domicile-bench-'));
   const opened = await openBenchDatabase(join(dataDir, 'db'), settings.concurrency + 2);
@@ -191,6 +215,14 @@ async function main(): Promise<void> {
     const vaultCreate = await rounds('vault.create (no HTTP)', async () => {
       await vault.create({ recordType: 'customer', values: syntheticCustomer(), actor, purpose: 'signup' });
     }, options);
+    // Floors: what any API call costs here without database or crypto, and
+    // what preparing one record costs without database or HTTP.
+    const httpFloor = await rounds('GET /healthz (HTTP floor)', async () => {
+      await send(agent, port, { method: 'GET', path: '/healthz', headers: {}, expect: 200 });
+    }, options);
+    const prepareFloor = await rounds('prepare a record (CPU floor)', async () => {
+      await prepareRecord(keys, keyring, policy, syntheticCustomer());
+    }, { ...options, concurrency: 1 });
     const apiRead = await rounds('GET /api/v1/records/:subjectToken', async () => {
       const token = created[Math.floor(Math.random() * created.length)] ?? '';
       await send(agent, port, { method: 'GET', path: `/api/v1/records/${token}?recordType=customer`, headers: { ...auth, 'x-access-purpose': 'support' }, expect: 200 });
@@ -215,10 +247,12 @@ async function main(): Promise<void> {
     report(apiCreate.name, apiCreate, rawSingle);
     report(vaultCreate.name, vaultCreate, rawSingle);
     report(apiRead.name, apiRead, rawSingle);
+    report(httpFloor.name, httpFloor, rawSingle);
     const rawRecords = perRecord(rawMulti, BATCH_SIZE);
     const batchRecords = perRecord(apiBatch, BATCH_SIZE);
     report(rawRecords.name, rawRecords);
     report(batchRecords.name, batchRecords, rawRecords);
+    report(prepareFloor.name, prepareFloor, rawRecords);
 
     const createRatio = apiCreate.opsPerSecond / rawSingle.opsPerSecond;
     const batchRatio = batchRecords.opsPerSecond / rawRecords.opsPerSecond;

@@ -101,6 +101,17 @@ for (const database of testDatabases()) {
       assert.deepEqual(await verifyAudit(db, store.keyring), { ok: true, count: before + 60 });
     });
 
+    test('entries with quotes, backslashes and placeholders in their text are chained as written', async () => {
+      const before = await chainedCount(db);
+      const tricky: Actor = { id: "credential:o'brien\\ $2 '); DROP TABLE audit_log; --", location: 'abroad' };
+      await withTransaction(db, (client) =>
+        appendAudit(client, store.keyring, { actor: tricky, action: 'record.read', purpose: "it's $1 \\x00 ünïcode 🙂", fields: ["a'b", '$3'] }),
+      );
+      const rows = await db.pool.query<{ actor_id: string; purpose: string; fields: string[] }>('SELECT actor_id, purpose, fields FROM audit_log WHERE seq > $1', [before]);
+      assert.deepEqual(rows.rows, [{ actor_id: tricky.id, purpose: "it's $1 \\x00 ünïcode 🙂", fields: ["a'b", '$3'] }]);
+      assert.deepEqual(await verifyAudit(db, store.keyring), { ok: true, count: before + 1 });
+    });
+
     test('vault operations answer after their entries are chained', async () => {
       const created = await store.vault.create({ recordType: 'customer', values: { name: 'Seal Synthetic', email: 'seal.synthetic@example.org' }, actor, purpose: 'signup' });
       await store.vault.read({ subjectToken: created.subjectToken, recordType: 'customer', actor, purpose: 'support' });

@@ -1,8 +1,10 @@
 import type { Logger } from 'pino';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { chainHash, type AuditHead, type AuditRow } from './audit-chain.ts';
-import type pg from 'pg';
+import pg from 'pg';
 import type { Database } from './database.ts';
+
+const { escapeLiteral } = pg;
 
 /**
  * Sealing moves committed entries from `audit_pending` into the chain of
@@ -24,22 +26,29 @@ const SELECT_PENDING = `
          fields, value_hmacs, item_counts, outcome, key_version
   FROM audit_pending ORDER BY id LIMIT $1`;
 
-/** Columns of audit_log as `jsonb_to_recordset` reads them from the JSON rows of a seal. */
-const SEAL_ROWS = `
+/**
+ * The statement of a seal, with its values as SQL literals so that it can
+ * travel with COMMIT in one message: `rows` is the JSON text of the chained
+ * rows, quoted here with pg's escapeLiteral; the other values are numbers
+ * and hex. Deletes the sealed pending rows, appends them to audit_log, whose
+ * columns `jsonb_to_recordset` reads from the JSON rows, and moves the head.
+ */
+function sealStatement(rows: string, head: AuditHead, ids: readonly number[]): string {
+  return `
   WITH sealed AS (
-    DELETE FROM audit_pending WHERE id = ANY($4::bigint[]) RETURNING 1
+    DELETE FROM audit_pending WHERE id = ANY(ARRAY[${ids.join(',')}]::bigint[])
   ), appended AS (
     INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
                            fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
     SELECT x.seq, x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
            ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.outcome, x.key_version,
            decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts
-    FROM jsonb_to_recordset($1::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
+    FROM jsonb_to_recordset(${escapeLiteral(rows)}::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
          purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, outcome text,
          key_version integer, prev_hash text, hash text, item_counts jsonb)
   )
-  UPDATE audit_head SET seq = $2, hash = $3 WHERE id = 1
-  RETURNING (SELECT count(*) FROM sealed)::int AS sealed`;
+  UPDATE audit_head SET seq = ${head.seq}, hash = decode('${head.hash.toString('hex')}', 'hex') WHERE id = 1`;
+}
 
 type PendingRow = Omit<AuditRow, 'seq' | 'at' | 'prev_hash' | 'hash'> & { id: string; at: Date };
 
@@ -48,8 +57,8 @@ type PendingRow = Omit<AuditRow, 'seq' | 'at' | 'prev_hash' | 'hash'> & { id: st
  * returns how many. The head row is locked before the pending rows are read,
  * in a later statement with its own snapshot, so two sealers never chain the
  * same entry: the second one reads after the first committed its deletions.
- * BEGIN, the lock and the read travel in one message, so a seal costs three
- * round trips.
+ * BEGIN, the lock and the read travel in one message, and the write and
+ * COMMIT in a second, so a seal costs two round trips.
  */
 async function sealBatch(db: Database, keyring: Keyring): Promise<number> {
   const client = await db.pool.connect();
@@ -69,17 +78,12 @@ async function sealBatch(db: Database, keyring: Keyring): Promise<number> {
       return 0;
     }
     const chained = chainRows({ seq: Number(locked.seq), hash: locked.hash }, pending, keyring);
-    const result = await client.query<{ sealed: number }>(SEAL_ROWS, [
-      JSON.stringify(chained.rows),
-      chained.head.seq,
-      chained.head.hash,
-      pending.map((row) => row.id),
-    ]);
-    if (result.rows[0]?.sealed !== pending.length) {
-      // Someone removed pending rows between the read and the delete; roll back rather than chain them.
-      throw new Error('audit_pending rows changed while they were sealed');
+    const ids = pending.map((row) => Number(row.id));
+    if (!ids.every(Number.isSafeInteger)) {
+      throw new Error('audit_pending id is out of range');
     }
-    await client.query('COMMIT');
+    const write = sealStatement(JSON.stringify(chained.rows), chained.head, ids);
+    await client.query(`${write}; COMMIT`);
     return pending.length;
   } catch (error) {
     try {
@@ -93,7 +97,7 @@ async function sealBatch(db: Database, keyring: Keyring): Promise<number> {
   }
 }
 
-/** Chains `pending` after `head`, as JSON rows for SEAL_ROWS, and returns the new head. */
+/** Chains `pending` after `head`, as JSON rows for sealStatement, and returns the new head. */
 function chainRows(head: AuditHead, pending: readonly PendingRow[], keyring: Keyring): { rows: Array<Record<string, unknown>>; head: AuditHead } {
   let seq = head.seq;
   let prevHash = head.hash;
