@@ -101,7 +101,7 @@ export function registerTokenizationKeyCommands(program: Command): void {
 
   keys
     .command('tokenization-usage')
-    .description('count what still needs a tokenization key version: blind indexes, random token mappings, partial copies abroad, audit entries')
+    .description('count what uses a tokenization key version: blind indexes, random token mappings and partial copies abroad, which block its retirement, and audit entries, which do not')
     .requiredOption('--version <n>', 'tokenization key version', positiveInteger)
     .action(async (options: { version: number }) => {
       await withStore(async ({ db }) => {
@@ -111,11 +111,11 @@ export function registerTokenizationKeyCommands(program: Command): void {
 
   keys
     .command('retire-tokenization')
-    .description('delete an old tokenization key version; rejected while the current version, or while blind indexes, random tokens, partial copies or audit entries still need it')
+    .description('delete the secret of an old tokenization key version and keep only its audit keys; rejected while the current version, or while blind indexes, random tokens or partial copies still need it')
     .requiredOption('--version <n>', 'tokenization key version to retire', positiveInteger)
     .action(async (options: { version: number }) => {
-      await withStore(async ({ db, keyring }) => {
-        await retireTokenizationSecret(db, keyring, options.version, OPERATOR);
+      await withStore(async ({ db, keys, keyring }) => {
+        await retireTokenizationSecret(db, keys, keyring, options.version, OPERATOR);
         console.log(`tokenization key version ${options.version} retired`);
       });
     });

@@ -108,7 +108,7 @@ function checkRow(keyring: Keyring, row: AuditRow, expectedSeq: number, previous
   if (!row.prev_hash.equals(previousHash)) {
     return 'row does not follow the previous row (removed or reordered)';
   }
-  if (!keyring.has(row.key_version)) {
+  if (!keyring.hasAuditKeys(row.key_version)) {
     return `audit key version ${row.key_version} is not in the keyring`;
   }
   const { hash, ...fields } = row;

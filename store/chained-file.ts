@@ -145,7 +145,7 @@ function checkLine<P extends ChainPayload>(keyring: Keyring, namespace: string, 
   if (line.prev !== prev) {
     return 'line does not follow the previous line (removed or reordered)';
   }
-  if (!keyring.has(line.keyVersion)) {
+  if (!keyring.hasAuditKeys(line.keyVersion)) {
     return `key version ${line.keyVersion} is not in the keyring`;
   }
   const { hmac, ...body } = line;

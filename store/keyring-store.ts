@@ -5,7 +5,9 @@ import type { Database, Queryable } from './database.ts';
 interface TokenizationKeyRow {
   version: number;
   kek_version: string;
+  /** The wrapped secret, or for a retired version the wrapped bundle of its audit keys. */
   wrapped: Buffer;
+  retired_at: Date | null;
 }
 
 /** Encryption context of a wrapped tokenization secret. Stored wraps depend on it: never change it. */
@@ -44,7 +46,7 @@ export async function rotateTokenizationSecret(db: Database, keys: KeyProvider):
 
 async function selectKeys(queryable: Queryable): Promise<TokenizationKeyRow[]> {
   const result = await queryable.query<TokenizationKeyRow>(
-    'SELECT version, kek_version, wrapped FROM tokenization_keys ORDER BY version',
+    'SELECT version, kek_version, wrapped, retired_at FROM tokenization_keys ORDER BY version',
   );
   return result.rows;
 }
@@ -67,10 +69,11 @@ async function insertSecret(queryable: Queryable, keys: KeyProvider, version: nu
 
 async function unwrapAll(rows: readonly TokenizationKeyRow[], keys: KeyProvider): Promise<Keyring> {
   const secrets = new Map<number, Buffer>();
+  const retainedAudit = new Map<number, Buffer>();
   for (const row of rows) {
-    const secret = await keys.unwrap({ kekVersion: row.kek_version, ciphertext: row.wrapped }, tokenizationSecretContext(row.version));
-    secrets.set(row.version, secret);
+    const plaintext = await keys.unwrap({ kekVersion: row.kek_version, ciphertext: row.wrapped }, tokenizationSecretContext(row.version));
+    (row.retired_at === null ? secrets : retainedAudit).set(row.version, plaintext);
   }
   const current = Math.max(...secrets.keys());
-  return new Keyring(secrets, current);
+  return new Keyring(secrets, current, retainedAudit);
 }

@@ -252,17 +252,20 @@ for (const database of testDatabases()) {
       const operator: Actor = { id: 'operator:test', location: 'in-country' };
       const usage = await tokenizationKeyUsage(db.pool, 1);
       assert.ok(usage.randomTokens > 0);
-      await assert.rejects(retireTokenizationSecret(db, keyring, 1, operator), /still needed by .*random token mappings/);
-      await assert.rejects(retireTokenizationSecret(db, keyring, keyring.currentVersion, operator), /current version/);
+      await assert.rejects(retireTokenizationSecret(db, store.keys, keyring, 1, operator), /still needed by .*random token mappings/);
+      await assert.rejects(retireTokenizationSecret(db, store.keys, keyring, keyring.currentVersion, operator), /current version/);
 
       // A version that was current while nothing used it can go.
       const unused = await rotateTokenizationSecret(db, store.keys);
       const newest = await rotateTokenizationSecret(db, store.keys);
       const rotated = await loadKeyring(db, store.keys);
       assert.equal(rotated.currentVersion, newest);
-      await retireTokenizationSecret(db, rotated, unused, operator);
-      assert.equal((await loadKeyring(db, store.keys)).has(unused), false);
-      await assert.rejects(retireTokenizationSecret(db, rotated, unused, operator), /does not exist/);
+      await retireTokenizationSecret(db, store.keys, rotated, unused, operator);
+      const reloaded = await loadKeyring(db, store.keys);
+      assert.equal(reloaded.has(unused), false);
+      assert.equal(reloaded.hasAuditKeys(unused), true);
+      assert.throws(() => reloaded.derive('deterministic', 'customer.email', unused), /not in the keyring/);
+      await assert.rejects(retireTokenizationSecret(db, store.keys, rotated, unused, operator), /does not exist/);
     });
   });
 }

@@ -1,10 +1,16 @@
 import { DomicileError } from '../policy/errors.ts';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { appendAudit } from './audit.ts';
+import type { KeyProvider } from '../tokenizer/keys/provider.ts';
 import { withTransaction, type Database, type Queryable } from './database.ts';
+import { tokenizationSecretContext } from './keyring-store.ts';
 import type { Actor } from './types.ts';
 
-/** Rows that still need one tokenization key version; retiring it would strand them. */
+/**
+ * Rows that use one tokenization key version. Blind indexes, random tokens
+ * and partial copies need its secret, so they block its retirement; audit
+ * entries need only its audit keys, which a retired version keeps.
+ */
 export interface TokenizationKeyUsage {
   /** Search blind indexes computed with the version. */
   blindIndexes: number;
@@ -40,18 +46,19 @@ function describeUsage(usage: TokenizationKeyUsage): string {
     usage.blindIndexes > 0 ? `${usage.blindIndexes} search blind indexes` : undefined,
     usage.randomTokens > 0 ? `${usage.randomTokens} random token mappings` : undefined,
     usage.partialCopies > 0 ? `${usage.partialCopies} partial copies abroad` : undefined,
-    usage.auditEntries > 0 ? `${usage.auditEntries} audit log entries` : undefined,
   ];
   return parts.filter((part) => part !== undefined).join(', ');
 }
 
 /**
- * Deletes the wrapped secret of a tokenization key version after checking, in
- * the same transaction, that nothing needs it any more. Rejects the current
- * version and an unknown one. Processes that loaded the keyring before keep
- * the secret in memory until they restart.
+ * Retires a tokenization key version after checking, in the same
+ * transaction, that nothing needs its secret any more: the row keeps only
+ * the version's audit keys, wrapped by the KEK, in place of the secret, so
+ * the audit log, anchors and erasure log written under it stay verifiable.
+ * Rejects the current version and an unknown or retired one. Processes that
+ * loaded the keyring before keep the secret in memory until they restart.
  */
-export async function retireTokenizationSecret(db: Database, keyring: Keyring, version: number, actor: Actor): Promise<void> {
+export async function retireTokenizationSecret(db: Database, keys: KeyProvider, keyring: Keyring, version: number, actor: Actor): Promise<void> {
   if (version === keyring.currentVersion) {
     throw new DomicileError('conflict', `tokenization key version ${version} is the current version; rotate first, then retire the old version`);
   }
@@ -60,7 +67,7 @@ export async function retireTokenizationSecret(db: Database, keyring: Keyring, v
     if (current.rows[0]?.max === version) {
       throw new DomicileError('conflict', `tokenization key version ${version} is the current version; rotate first, then retire the old version`);
     }
-    const locked = await client.query('SELECT version FROM tokenization_keys WHERE version = $1 FOR UPDATE', [version]);
+    const locked = await client.query('SELECT version FROM tokenization_keys WHERE version = $1 AND retired_at IS NULL FOR UPDATE', [version]);
     if (locked.rowCount !== 1) {
       throw new DomicileError('not_found', `tokenization key version ${version} does not exist or was already retired`);
     }
@@ -69,7 +76,18 @@ export async function retireTokenizationSecret(db: Database, keyring: Keyring, v
     if (described !== '') {
       throw new DomicileError('conflict', `tokenization key version ${version} is still needed by ${described}; re-tokenize or erase that data before retiring it`);
     }
-    await client.query('DELETE FROM tokenization_keys WHERE version = $1', [version]);
+    // Same context as the secret, so KEK rotation and provider migration rewrap the bundle like a secret.
+    const bundle = keyring.auditKeyBundle(version);
+    try {
+      const wrapped = await keys.wrap(bundle, tokenizationSecretContext(version));
+      await client.query('UPDATE tokenization_keys SET kek_version = $2, wrapped = $3, retired_at = now() WHERE version = $1', [
+        version,
+        wrapped.kekVersion,
+        wrapped.ciphertext,
+      ]);
+    } finally {
+      bundle.fill(0);
+    }
     await appendAudit(client, keyring, { actor, action: 'tokenization-key.retire', fields: [] });
   });
 }

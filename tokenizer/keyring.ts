@@ -4,6 +4,12 @@ import { DomicileError } from '../policy/index.ts';
 /** Use of a derived key. It is part of the HKDF info string, so never rename a purpose. */
 export type KeyPurpose = 'deterministic' | 'blind-index' | 'ff1' | 'audit' | 'widget-session';
 
+/**
+ * Namespaces of the `audit` purpose, in the order of a retired version's
+ * bundle of audit keys. Stored bundles depend on this order: only append.
+ */
+export const AUDIT_NAMESPACES = ['audit-chain', 'audit-values', 'audit-anchor', 'erasure-log'] as const;
+
 const SECRET_BYTES = 32;
 const DERIVED_BYTES = 32;
 
@@ -26,9 +32,15 @@ export function generateTokenizationSecret(): Buffer {
 export class Keyring {
   readonly currentVersion: number;
   declare private readonly secrets: ReadonlyMap<number, Buffer>;
+  declare private readonly retainedAudit: ReadonlyMap<number, Buffer>;
   declare private readonly derived: Map<string, { key: Buffer; keyObject: KeyObject }>;
 
-  constructor(secrets: ReadonlyMap<number, Buffer>, currentVersion: number) {
+  /**
+   * `retainedAudit` holds, for retired versions, the bundle of their audit
+   * keys (see `auditKeyBundle`): their secrets are gone, but the audit log,
+   * its anchors and the erasure log written under them must stay verifiable.
+   */
+  constructor(secrets: ReadonlyMap<number, Buffer>, currentVersion: number, retainedAudit: ReadonlyMap<number, Buffer> = new Map()) {
     for (const [version, secret] of secrets) {
       if (!Number.isSafeInteger(version) || version < 1) {
         throw new DomicileError('internal', 'tokenization secret versions must be positive integers');
@@ -42,7 +54,13 @@ export class Keyring {
     }
     this.currentVersion = currentVersion;
     // Non-enumerable, so the secrets never show up when a keyring is logged or inspected.
+    for (const [version, bundle] of retainedAudit) {
+      if (secrets.has(version) || bundle.length !== AUDIT_NAMESPACES.length * DERIVED_BYTES) {
+        throw new DomicileError('internal', `retained audit keys of tokenization key version ${version} are malformed`);
+      }
+    }
     Object.defineProperty(this, 'secrets', { value: new Map(secrets), enumerable: false });
+    Object.defineProperty(this, 'retainedAudit', { value: new Map(retainedAudit), enumerable: false });
     Object.defineProperty(this, 'derived', { value: new Map(), enumerable: false });
   }
 
@@ -53,6 +71,20 @@ export class Keyring {
 
   has(version: number): boolean {
     return this.secrets.has(version);
+  }
+
+  /** Reports whether the audit keys of `version` are available: from its secret, or retained after it was retired. */
+  hasAuditKeys(version: number): boolean {
+    return this.secrets.has(version) || this.retainedAudit.has(version);
+  }
+
+  /**
+   * Returns the audit keys of `version` concatenated in AUDIT_NAMESPACES
+   * order, the form in which a retired version keeps them. The caller zeroes
+   * the buffer after use.
+   */
+  auditKeyBundle(version: number): Buffer {
+    return Buffer.concat(AUDIT_NAMESPACES.map((namespace) => this.derive('audit', namespace, version)));
   }
 
   /** Derives the 32-byte key of a purpose and namespace from the secret of `version` (default: current). */
@@ -76,7 +108,13 @@ export class Keyring {
     }
     const secret = this.secrets.get(version);
     if (secret === undefined) {
-      throw new DomicileError('internal', `tokenization secret version ${version} is not in the keyring`);
+      const retained = purpose === 'audit' ? this.retainedKey(namespace, version) : undefined;
+      if (retained === undefined) {
+        throw new DomicileError('internal', `tokenization secret version ${version} is not in the keyring`);
+      }
+      const entry = { key: retained, keyObject: createSecretKey(retained) };
+      this.derived.set(cacheKey, entry);
+      return entry;
     }
     // NUL cannot occur in a purpose or a namespace, so distinct pairs give distinct info strings.
     const info = Buffer.from(`${purpose}\u0000${namespace}`, 'utf8');
@@ -84,5 +122,14 @@ export class Keyring {
     const entry = { key, keyObject: createSecretKey(key) };
     this.derived.set(cacheKey, entry);
     return entry;
+  }
+
+  private retainedKey(namespace: string, version: number): Buffer | undefined {
+    const bundle = this.retainedAudit.get(version);
+    const index = (AUDIT_NAMESPACES as readonly string[]).indexOf(namespace);
+    if (bundle === undefined || index < 0) {
+      return undefined;
+    }
+    return Buffer.from(bundle.subarray(index * DERIVED_BYTES, (index + 1) * DERIVED_BYTES));
   }
 }
