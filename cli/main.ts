@@ -12,10 +12,13 @@ import { registerKeyMigrationCommand } from './key-migration.ts';
 import { createLogger } from './logger.ts';
 import { startDomicile, type Role } from './start.ts';
 import { withStore } from './with-store.ts';
-import { verifyAudit } from '../store/audit.ts';
-import { sealAudit } from '../store/audit-seal.ts';
+import { rejectedAuditEntries, verifyAudit } from '../store/audit.ts';
+import { pendingAuditStats, sealAudit } from '../store/audit-seal.ts';
 import { auditAnchorPath, verifyAuditAnchors } from '../store/audit-anchor.ts';
 import { migrate } from '../store/migrate.ts';
+
+/** Age after which a pending audit entry counts as stuck rather than on its way to a seal. */
+const STUCK_PENDING_SECONDS = 60;
 
 const program = new Command('domicile')
   .description('In-country data residency gateway: stores personal data locally and sends tokens abroad')
@@ -67,7 +70,13 @@ audit
     }
     await withStore(async ({ db, keyring }) => {
       // Entries that a stopped process wrote but did not chain are chained first, so they are checked too.
-      const sealed = await sealAudit(db, keyring);
+      let sealed = 0;
+      try {
+        sealed = await sealAudit(db, keyring, (rejected) => console.error(`pending audit entry ${rejected.id} rejected: ${rejected.reason}`));
+      } catch (error) {
+        console.error(`chaining pending audit entries failed (${(error as Error).message}); checking the chained log as it is`);
+        process.exitCode = 1;
+      }
       const result = await verifyAudit(db, keyring);
       if (!result.ok) {
         console.error(`audit log broken at entry ${result.seq}: ${result.reason}`);
@@ -79,6 +88,20 @@ audit
         console.error(anchors.seq === undefined ? `audit anchors: ${anchors.reason}` : `audit log broken at entry ${anchors.seq}: ${anchors.reason}`);
         process.exitCode = 1;
         return;
+      }
+      const rejected = await rejectedAuditEntries(db);
+      if (rejected.length > 0) {
+        console.error(
+          `audit log chain intact, but ${rejected.length} entries stand in for pending entries that were changed or written without the keyring: ${rejected.join(', ')}`,
+        );
+        process.exitCode = 1;
+      }
+      const pending = await pendingAuditStats(db);
+      if (pending.count > 0 && pending.oldestAgeSeconds > STUCK_PENDING_SECONDS) {
+        console.error(
+          `${pending.count} audit entries wait in audit_pending, the oldest for ${Math.round(pending.oldestAgeSeconds)} s: their key version is not in this keyring, or sealing fails (see the gateway log)`,
+        );
+        process.exitCode = 1;
       }
       const checked = anchors.anchors === 0 ? `no anchors in ${anchorFile}` : `${anchors.anchors} anchors checked, the last at entry ${anchors.lastSeq}`;
       const chained = sealed === 0 ? '' : ` (${sealed} pending entries chained first)`;

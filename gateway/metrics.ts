@@ -1,6 +1,7 @@
 import type { Request, RequestHandler, Router } from 'express';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { pendingAuditStats } from '../store/audit-seal.ts';
 import type { Database } from '../store/database.ts';
 import { outboxStats, type OutboxStats } from '../store/outbox.ts';
 import { authenticate, credentialOf, requireOperation } from './auth.ts';
@@ -47,6 +48,7 @@ export function createGatewayMetrics(options: { db?: Database; logger: Logger; d
 
   if (options.db !== undefined) {
     registerOutboxGauges(registry, options.db, options.logger, options.destinations ?? []);
+    registerAuditGauges(registry, options.db, options.logger);
   }
 
   const middleware: RequestHandler = (req, res, next) => {
@@ -115,6 +117,48 @@ function registerOutboxGauges(registry: Registry, db: Database, logger: Logger, 
     registers: [registry],
     async collect() {
       this.set((await readStats()) === undefined ? 1 : 0);
+    },
+  });
+}
+
+/**
+ * Gauges of the audit entries written but not yet chained. A count that
+ * stays up, or an age beyond a few seconds, means seals fail (see the log
+ * event `audit.seal_failed`) or entries of a key version no running process
+ * holds wait for one.
+ */
+function registerAuditGauges(registry: Registry, db: Database, logger: Logger): void {
+  let pending: Promise<{ count: number; oldestAgeSeconds: number } | undefined> | undefined;
+  // Both gauges share one query per scrape.
+  const readStats = (): Promise<{ count: number; oldestAgeSeconds: number } | undefined> => {
+    pending ??= pendingAuditStats(db)
+      .catch((error: unknown) => {
+        logger.warn({ event: 'metrics.audit_pending_failed', errorCode: (error as { code?: unknown }).code ?? 'error' }, 'reading the pending audit entries for metrics failed');
+        return undefined;
+      })
+      .finally(() => {
+        setImmediate(() => {
+          pending = undefined;
+        });
+      });
+    return pending;
+  };
+  new Gauge({
+    name: 'domicile_audit_pending_entries',
+    help: 'Audit entries written but not yet chained into the audit log',
+    registers: [registry],
+    async collect() {
+      const stats = await readStats();
+      if (stats !== undefined) this.set(stats.count);
+    },
+  });
+  new Gauge({
+    name: 'domicile_audit_oldest_pending_seconds',
+    help: 'Age of the oldest audit entry not yet chained, in seconds (0 when none)',
+    registers: [registry],
+    async collect() {
+      const stats = await readStats();
+      if (stats !== undefined) this.set(stats.oldestAgeSeconds);
     },
   });
 }

@@ -62,3 +62,44 @@ export interface AuditHead {
   seq: number;
   hash: Buffer;
 }
+
+/** The fields of an entry that waits in `audit_pending`, as its MAC covers them. */
+export interface PendingEntry {
+  at: string;
+  actor_id: string;
+  actor_location: string;
+  action: string;
+  purpose: string | null;
+  subject_token: string | null;
+  record_type: string | null;
+  fields: string[];
+  value_hmacs: Record<string, string>;
+  item_counts: Record<string, number> | null;
+  outcome: string;
+  key_version: number;
+  /** Hex of 16 random bytes, unique per entry. */
+  nonce: string;
+}
+
+const PENDING_NAMESPACE = 'audit-pending';
+
+/** Computes the MAC of a pending entry under `derive('audit', 'audit-pending', key_version)`. */
+export function pendingMac(keyring: Keyring, entry: PendingEntry): Buffer {
+  const key = keyring.derive('audit', PENDING_NAMESPACE, entry.key_version);
+  const canonical = canonicalJson({
+    nonce: entry.nonce,
+    at: entry.at,
+    actorId: entry.actor_id,
+    actorLocation: entry.actor_location,
+    action: entry.action,
+    purpose: entry.purpose,
+    subjectToken: entry.subject_token,
+    recordType: entry.record_type,
+    fields: entry.fields,
+    valueHmacs: entry.value_hmacs,
+    itemCounts: entry.item_counts,
+    outcome: entry.outcome,
+    keyVersion: entry.key_version,
+  });
+  return createHmac('sha256', key).update(canonical, 'utf8').digest();
+}

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadPolicyFile } from '../policy/load.ts';
-import { appendAudit, appendAuditEntries, verifyAudit } from './audit.ts';
+import { appendAudit, appendAuditEntries, rejectedAuditEntries, verifyAudit } from './audit.ts';
 import { countPendingAudit, sealAudit } from './audit-seal.ts';
 import { openDatabase, withTransaction, type Database } from './database.ts';
 import { migrate } from './migrate.ts';
@@ -110,6 +110,73 @@ for (const database of testDatabases()) {
       const rows = await db.pool.query<{ actor_id: string; purpose: string; fields: string[] }>('SELECT actor_id, purpose, fields FROM audit_log WHERE seq > $1', [before]);
       assert.deepEqual(rows.rows, [{ actor_id: tricky.id, purpose: "it's $1 \\x00 ünïcode 🙂", fields: ["a'b", '$3'] }]);
       assert.deepEqual(await verifyAudit(db, store.keyring), { ok: true, count: before + 1 });
+    });
+
+    /** Writes one genuine pending entry outside withTransaction, so nothing seals it yet, and returns its id. */
+    async function leavePending(field: string): Promise<string> {
+      await appendAuditEntries(db.pool, store.keyring, [{ actor, action: 'record.read', purpose: 'support', fields: [field] }]);
+      const row = await db.pool.query<{ id: string }>('SELECT id FROM audit_pending WHERE fields[1] = $1', [field]);
+      return row.rows[0]?.id ?? '';
+    }
+
+    test('edited, forged and malformed pending entries are rejected in the chain', async () => {
+      const before = await chainedCount(db);
+      const edited = await leavePending('edited');
+      await db.pool.query("UPDATE audit_pending SET actor_id = 'someone-else' WHERE id = $1", [edited]);
+      await leavePending('genuine');
+      // Copies the genuine entry with another nonce and actor, as someone without the keyring could.
+      await db.pool.query(
+        `INSERT INTO audit_pending (at, actor_id, actor_location, action, purpose, subject_token, record_type, fields, value_hmacs, item_counts, outcome, key_version, nonce, mac)
+         SELECT at, 'forger', actor_location, action, purpose, subject_token, record_type, fields, value_hmacs, item_counts, outcome, key_version, '\\x00ff'::bytea, mac
+         FROM audit_pending WHERE fields[1] = 'genuine'`,
+      );
+      const malformed = await leavePending('malformed');
+      await db.pool.query("UPDATE audit_pending SET at = 'infinity' WHERE id = $1", [malformed]);
+
+      const rejected: string[] = [];
+      assert.equal(await sealAudit(db, store.keyring, (entry) => rejected.push(entry.id)), 4);
+      assert.equal(rejected.length, 3);
+      assert.ok(rejected.includes(edited));
+      assert.ok(rejected.includes(malformed));
+      const rows = await db.pool.query<{ action: string; actor_id: string }>('SELECT action, actor_id FROM audit_log WHERE seq > $1 ORDER BY seq', [before]);
+      assert.deepEqual(rows.rows.map((row) => row.actor_id).sort(), [actor.id, 'system:audit-sealer', 'system:audit-sealer', 'system:audit-sealer']);
+      assert.equal((await rejectedAuditEntries(db)).length >= 3, true);
+      assert.deepEqual(await verifyAudit(db, store.keyring), { ok: true, count: before + 4 });
+    });
+
+    test('a copied pending entry breaks the unique nonce', async () => {
+      await leavePending('copied');
+      await assert.rejects(
+        db.pool.query(
+          `INSERT INTO audit_pending (at, actor_id, actor_location, action, purpose, subject_token, record_type, fields, value_hmacs, item_counts, outcome, key_version, nonce, mac)
+           SELECT at, actor_id, actor_location, action, purpose, subject_token, record_type, fields, value_hmacs, item_counts, outcome, key_version, nonce, mac
+           FROM audit_pending WHERE fields[1] = 'copied'`,
+        ),
+        /duplicate key/,
+      );
+      await sealAudit(db, store.keyring);
+    });
+
+    test('entries of a key version this keyring lacks wait without blocking others', async () => {
+      const before = await chainedCount(db);
+      const foreign = await leavePending('foreign-version');
+      await db.pool.query('UPDATE audit_pending SET key_version = 99 WHERE id = $1', [foreign]);
+      await leavePending('ordinary');
+      assert.equal(await sealAudit(db, store.keyring), 1);
+      assert.equal(await countPendingAudit(db), 1);
+      assert.deepEqual(await verifyAudit(db, store.keyring), { ok: true, count: before + 1 });
+      await db.pool.query('DELETE FROM audit_pending WHERE id = $1', [foreign]);
+    });
+
+    test('verification during concurrent seals never reports a removed end', async () => {
+      const writes = Array.from({ length: 40 }, (_, i) =>
+        withTransaction(db, (client) => appendAudit(client, store.keyring, { actor, action: 'record.read', fields: [`v${i}`] })),
+      );
+      const checks = Array.from({ length: 8 }, () => verifyAudit(db, store.keyring));
+      const results = await Promise.all([...checks, ...writes]);
+      for (const result of results.slice(0, checks.length)) {
+        assert.equal((result as { ok: boolean }).ok, true);
+      }
     });
 
     test('vault operations answer after their entries are chained', async () => {

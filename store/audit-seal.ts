@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Keyring } from '../tokenizer/keyring.ts';
-import { chainHash, type AuditHead, type AuditRow } from './audit-chain.ts';
+import { timingSafeEqual } from 'node:crypto';
+import { chainHash, pendingMac, type AuditHead, type AuditRow } from './audit-chain.ts';
 import pg from 'pg';
 import type { Database } from './database.ts';
 
@@ -21,10 +22,21 @@ const { escapeLiteral } = pg;
  */
 const SEAL_BATCH = 2000;
 
-const SELECT_PENDING = `
+/** Actor and action of the entry chained in place of a pending entry that failed its checks. */
+const SEALER_ACTOR_ID = 'system:audit-sealer';
+const REJECTED_ACTION = 'audit.entry_rejected';
+
+/**
+ * Pending entries of the key versions this process holds. An entry of another
+ * version, written by a process with a newer keyring, waits for a sealer that
+ * holds it rather than being rejected here.
+ */
+function selectPending(versions: readonly number[]): string {
+  return `
   SELECT id, at, actor_id, actor_location, action, purpose, subject_token, record_type,
-         fields, value_hmacs, item_counts, outcome, key_version
-  FROM audit_pending ORDER BY id LIMIT $1`;
+         fields, value_hmacs, item_counts, outcome, key_version, nonce, mac
+  FROM audit_pending WHERE key_version = ANY(ARRAY[${versions.join(',')}]::integer[]) ORDER BY id LIMIT ${SEAL_BATCH}`;
+}
 
 /**
  * The statement of a seal, with its values as SQL literals so that it can
@@ -50,7 +62,13 @@ function sealStatement(rows: string, head: AuditHead, ids: readonly number[]): s
   UPDATE audit_head SET seq = ${head.seq}, hash = decode('${head.hash.toString('hex')}', 'hex') WHERE id = 1`;
 }
 
-type PendingRow = Omit<AuditRow, 'seq' | 'at' | 'prev_hash' | 'hash'> & { id: string; at: Date };
+type PendingRow = Omit<AuditRow, 'seq' | 'at' | 'prev_hash' | 'hash'> & { id: string; at: Date; nonce: Buffer; mac: Buffer };
+
+/** Pending entries whose MAC or content failed the seal's checks, by id; see chainRows. */
+export interface RejectedEntry {
+  id: string;
+  reason: string;
+}
 
 /**
  * Chains up to SEAL_BATCH committed pending entries in one transaction and
@@ -60,13 +78,13 @@ type PendingRow = Omit<AuditRow, 'seq' | 'at' | 'prev_hash' | 'hash'> & { id: st
  * BEGIN, the lock and the read travel in one message, and the write and
  * COMMIT in a second, so a seal costs two round trips.
  */
-async function sealBatch(db: Database, keyring: Keyring): Promise<number> {
+async function sealBatch(db: Database, keyring: Keyring, onRejected: (rejected: RejectedEntry) => void): Promise<number> {
   const client = await db.pool.connect();
   let broken: Error | undefined;
   try {
     // The simple query protocol runs the three statements in order, each with a new snapshot.
     const results = (await client.query(
-      `BEGIN; SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE; ${SELECT_PENDING.replace('$1', String(SEAL_BATCH))}`,
+      `BEGIN; SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE; ${selectPending(keyring.auditVersions())}`,
     )) as unknown as [pg.QueryResult, pg.QueryResult<{ seq: string; hash: Buffer }>, pg.QueryResult<PendingRow>];
     const locked = results[1].rows[0];
     const pending = results[2].rows;
@@ -77,7 +95,7 @@ async function sealBatch(db: Database, keyring: Keyring): Promise<number> {
       await client.query('ROLLBACK');
       return 0;
     }
-    const chained = chainRows({ seq: Number(locked.seq), hash: locked.hash }, pending, keyring);
+    const chained = chainRows({ seq: Number(locked.seq), hash: locked.hash }, pending, keyring, onRejected);
     const ids = pending.map((row) => Number(row.id));
     if (!ids.every(Number.isSafeInteger)) {
       throw new Error('audit_pending id is out of range');
@@ -97,15 +115,30 @@ async function sealBatch(db: Database, keyring: Keyring): Promise<number> {
   }
 }
 
-/** Chains `pending` after `head`, as JSON rows for sealStatement, and returns the new head. */
-function chainRows(head: AuditHead, pending: readonly PendingRow[], keyring: Keyring): { rows: Array<Record<string, unknown>>; head: AuditHead } {
+/**
+ * Chains `pending` after `head`, as JSON rows for sealStatement, and returns
+ * the new head. An entry whose MAC does not match, or that cannot be chained
+ * (an impossible time, say), was edited or inserted by someone without the
+ * keyring: in its place the chain gets an `audit.entry_rejected` entry of the
+ * sealer, so the tampering shows in the verified log, and `onRejected`
+ * learns its id.
+ */
+function chainRows(
+  head: AuditHead,
+  pending: readonly PendingRow[],
+  keyring: Keyring,
+  onRejected: (rejected: RejectedEntry) => void,
+): { rows: Array<Record<string, unknown>>; head: AuditHead } {
   let seq = head.seq;
   let prevHash = head.hash;
   const rows: Array<Record<string, unknown>> = [];
   for (const entry of pending) {
     seq += 1;
-    const { id: _id, at, ...fields } = entry;
-    const row: Omit<AuditRow, 'hash'> = { ...fields, seq, at: at.toISOString(), prev_hash: prevHash };
+    const fields = checkedFields(entry, keyring);
+    if (typeof fields === 'string') {
+      onRejected({ id: entry.id, reason: fields });
+    }
+    const row: Omit<AuditRow, 'hash'> = { ...(typeof fields === 'string' ? rejectedFields(keyring) : fields), seq, prev_hash: prevHash };
     const hash = chainHash(keyring, row);
     rows.push({ ...row, prev_hash: prevHash.toString('hex'), hash: hash.toString('hex') });
     prevHash = hash;
@@ -113,14 +146,50 @@ function chainRows(head: AuditHead, pending: readonly PendingRow[], keyring: Key
   return { rows, head: { seq, hash: prevHash } };
 }
 
+/** Returns the fields to chain for `entry`, or why it is rejected. */
+function checkedFields(entry: PendingRow, keyring: Keyring): Omit<AuditRow, 'seq' | 'prev_hash' | 'hash'> | string {
+  const { id: _id, at, nonce, mac, ...fields } = entry;
+  if (!(at instanceof Date) || Number.isNaN(at.getTime())) {
+    return 'time is not a valid timestamp';
+  }
+  const row = { ...fields, at: at.toISOString() };
+  let expected: Buffer;
+  try {
+    expected = pendingMac(keyring, { ...row, nonce: nonce.toString('hex') });
+  } catch {
+    return 'entry cannot be checked';
+  }
+  if (mac.length !== expected.length || !timingSafeEqual(mac, expected)) {
+    return 'MAC does not match: the entry was changed or written without the keyring';
+  }
+  return row;
+}
+
+function rejectedFields(keyring: Keyring): Omit<AuditRow, 'seq' | 'prev_hash' | 'hash'> {
+  return {
+    at: new Date().toISOString(),
+    actor_id: SEALER_ACTOR_ID,
+    actor_location: 'in-country',
+    action: REJECTED_ACTION,
+    purpose: null,
+    subject_token: null,
+    record_type: null,
+    fields: [],
+    value_hmacs: {},
+    item_counts: null,
+    outcome: 'failed',
+    key_version: keyring.currentVersion,
+  };
+}
+
 /**
  * Chains every entry committed before the call into `audit_log` and returns
  * how many it chained. Throws when the database fails.
  */
-export async function sealAudit(db: Database, keyring: Keyring): Promise<number> {
+export async function sealAudit(db: Database, keyring: Keyring, onRejected: (rejected: RejectedEntry) => void = () => undefined): Promise<number> {
   let total = 0;
   for (;;) {
-    const sealed = await sealBatch(db, keyring);
+    const sealed = await sealBatch(db, keyring, onRejected);
     total += sealed;
     if (sealed < SEAL_BATCH) {
       return total;
@@ -130,8 +199,16 @@ export async function sealAudit(db: Database, keyring: Keyring): Promise<number>
 
 /** Number of entries written but not yet chained. */
 export async function countPendingAudit(db: Database): Promise<number> {
-  const result = await db.pool.query<{ count: number }>('SELECT count(*)::int AS count FROM audit_pending');
-  return result.rows[0]?.count ?? 0;
+  return (await pendingAuditStats(db)).count;
+}
+
+/** Entries written but not yet chained, and the age of the oldest in seconds (0 when none). */
+export async function pendingAuditStats(db: Database): Promise<{ count: number; oldestAgeSeconds: number }> {
+  const result = await db.pool.query<{ count: number; age: number | null }>(
+    'SELECT count(*)::int AS count, extract(epoch FROM now() - min(at))::float8 AS age FROM audit_pending',
+  );
+  const row = result.rows[0];
+  return { count: row?.count ?? 0, oldestAgeSeconds: Math.max(0, row?.age ?? 0) };
 }
 
 export interface AuditSealer {
@@ -145,6 +222,11 @@ export interface AuditSealer {
   seal(keyring: Keyring): Promise<void>;
   /** Logger for failed seals. */
   useLogger(logger: Logger): void;
+}
+
+/** Logs a rejected pending entry by id and reason; the entry's content stays out of the log. */
+export function logRejected(logger: Logger | undefined, rejected: RejectedEntry): void {
+  logger?.error({ event: 'audit.entry_rejected', pendingId: rejected.id, reason: rejected.reason }, 'rejected a pending audit entry; an audit.entry_rejected entry took its place in the chain');
 }
 
 const sealers = new WeakMap<Database, AuditSealer>();
@@ -173,7 +255,7 @@ function createSealer(db: Database): AuditSealer {
       // Every call up to `ticket` committed before this seal starts.
       const ticket = requested;
       try {
-        await sealAudit(db, keyring);
+        await sealAudit(db, keyring, (rejected) => logRejected(logger, rejected));
       } catch (error) {
         logger?.error({ event: 'audit.seal_failed', errorCode: (error as { code?: unknown }).code ?? 'error' }, 'sealing audit entries failed; they stay pending');
       }

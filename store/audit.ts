@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Keyring } from '../tokenizer/keyring.ts';
-import { chainHash, GENESIS_HASH, type AuditRow } from './audit-chain.ts';
+import { secureRandomBytes } from '../tokenizer/random-pool.ts';
+import { chainHash, GENESIS_HASH, pendingMac, type AuditRow, type PendingEntry } from './audit-chain.ts';
 import { afterCommit, type Database, type Queryable } from './database.ts';
 import { auditSealerFor } from './audit-seal.ts';
 import type { Actor } from './types.ts';
@@ -9,7 +10,9 @@ import type { Actor } from './types.ts';
  * The audit log: append-only and chained. Each row's hash is
  * HMAC-SHA256(audit key, canonical JSON of the previous row's hash and this
  * row's fields), so a row that is edited, removed or moved breaks the chain.
- * Without the keyring, a replacement chain cannot be forged.
+ * Without the keyring, a replacement chain cannot be forged, and an entry
+ * that waits in `audit_pending` cannot be changed or invented (see
+ * audit-seal.ts).
  *
  * Keys come from the keyring: `derive('audit', 'audit-chain', v)` for the
  * chain and `derive('audit', 'audit-values', v)` for values. Stored hashes
@@ -61,25 +64,51 @@ export async function appendAudit(client: Queryable, keyring: Keyring, entry: Au
  * Walks the chain from the first row and returns the sequence number of the
  * first row that was changed, removed or moved, or the row count when the
  * chain is intact. A removed row is reported by its missing number; removed
- * rows at the end are caught by comparing with the chain head.
+ * rows at the end are caught by comparing with the chain head. The walk and
+ * the head are read in one REPEATABLE READ snapshot, so seals that commit
+ * meanwhile are not mistaken for a removed end.
  */
 export async function verifyAudit(
   db: Database,
   keyring: Keyring,
   onProgress?: (checked: number) => void,
 ): Promise<AuditVerification> {
+  const client = await db.pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const result = await walkChain(client, keyring, onProgress);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    try {
+      await client.query('ROLLBACK');
+    } catch (rollbackError) {
+      broken = rollbackError as Error;
+    }
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}
+
+async function walkChain(client: Queryable, keyring: Keyring, onProgress?: (checked: number) => void): Promise<AuditVerification> {
   let expectedSeq = 1;
   let previousHash: Buffer = GENESIS_HASH;
 
   for (;;) {
-    const batch = await db.pool.query<Omit<AuditRow, 'seq' | 'at'> & { seq: string; at: Date }>(
+    const batch = await client.query<Omit<AuditRow, 'seq' | 'at'> & { seq: string; at: Date }>(
       `SELECT seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
               fields, value_hmacs, item_counts, outcome, key_version, prev_hash, hash
        FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2`,
       [expectedSeq, VERIFY_BATCH],
     );
     for (const stored of batch.rows) {
-      const row: AuditRow = { ...stored, seq: Number(stored.seq), at: stored.at.toISOString() };
+      const at = stored.at instanceof Date && !Number.isNaN(stored.at.getTime()) ? stored.at.toISOString() : undefined;
+      if (at === undefined) {
+        return { ok: false, seq: expectedSeq, reason: 'row was changed' };
+      }
+      const row: AuditRow = { ...stored, seq: Number(stored.seq), at };
       const problem = checkRow(keyring, row, expectedSeq, previousHash);
       if (problem !== undefined) {
         return { ok: false, seq: expectedSeq, reason: problem };
@@ -93,12 +122,18 @@ export async function verifyAudit(
     }
   }
 
-  const head = await db.pool.query<{ seq: string; hash: Buffer }>('SELECT seq, hash FROM audit_head WHERE id = 1');
+  const head = await client.query<{ seq: string; hash: Buffer }>('SELECT seq, hash FROM audit_head WHERE id = 1');
   const last = head.rows[0];
   if (last === undefined || Number(last.seq) !== expectedSeq - 1 || !last.hash.equals(previousHash)) {
     return { ok: false, seq: expectedSeq, reason: 'rows are missing at the end of the chain' };
   }
   return { ok: true, count: expectedSeq - 1 };
+}
+
+/** Sequence numbers of the entries that a seal chained in place of a rejected pending entry. */
+export async function rejectedAuditEntries(db: Database): Promise<number[]> {
+  const result = await db.pool.query<{ seq: string }>("SELECT seq FROM audit_log WHERE action = 'audit.entry_rejected' ORDER BY seq");
+  return result.rows.map((row) => Number(row.seq));
 }
 
 function checkRow(keyring: Keyring, row: AuditRow, expectedSeq: number, previousHash: Buffer): string | undefined {
@@ -122,12 +157,13 @@ function checkRow(keyring: Keyring, row: AuditRow, expectedSeq: number, previous
 /** Columns of audit_pending as `jsonb_to_recordset` reads them from the JSON rows of `pendingRows`. */
 export const INSERT_PENDING_ROWS = `
   INSERT INTO audit_pending (at, actor_id, actor_location, action, purpose, subject_token, record_type,
-                             fields, value_hmacs, item_counts, outcome, key_version)
+                             fields, value_hmacs, item_counts, outcome, key_version, nonce, mac)
   SELECT x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
-         ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.item_counts, x.outcome, x.key_version
+         ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.item_counts, x.outcome, x.key_version,
+         decode(x.nonce, 'hex'), decode(x.mac, 'hex')
   FROM jsonb_to_recordset($1::jsonb) AS x(at timestamptz, actor_id text, actor_location text, action text,
        purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, item_counts jsonb,
-       outcome text, key_version integer)`;
+       outcome text, key_version integer, nonce text, mac text)`;
 
 /**
  * Writes entries inside the caller's transaction, in the order given. They
@@ -136,7 +172,9 @@ export const INSERT_PENDING_ROWS = `
  * the transaction commits, the sealer of the database chains them into
  * `audit_log` (see `sealAudit`), and `withTransaction` returns only after that
  * seal, so callers answer with their entries already chained. Writing needs
- * no lock: concurrent transactions commit side by side.
+ * no lock: concurrent transactions commit side by side. Given the pool
+ * instead of a client of `withTransaction`, the entries commit at once and
+ * the caller seals (`auditSealerFor(db).seal`).
  */
 export async function appendAuditEntries(client: Queryable, keyring: Keyring, entries: readonly AuditEntry[]): Promise<void> {
   if (entries.length === 0) {
@@ -147,11 +185,11 @@ export async function appendAuditEntries(client: Queryable, keyring: Keyring, en
 }
 
 /** Registers the seal that runs once the transaction of `client` commits; see `appendAuditEntries`. */
-export function requestSealAfterCommit(client: Queryable, keyring: Keyring): void {
+function requestSealAfterCommit(client: Queryable, keyring: Keyring): void {
   afterCommit(client, 'audit-seal', (db) => auditSealerFor(db).seal(keyring));
 }
 
-/** The JSON rows of `entries` for INSERT_PENDING_ROWS; values become keyed HMACs here. */
+/** The JSON rows of `entries` for INSERT_PENDING_ROWS; values become keyed HMACs here, and each row gets its MAC. */
 export function pendingRows(keyring: Keyring, entries: readonly AuditEntry[]): Array<Record<string, unknown>> {
   const version = keyring.currentVersion;
   const at = new Date().toISOString();
@@ -160,7 +198,7 @@ export function pendingRows(keyring: Keyring, entries: readonly AuditEntry[]): A
     for (const [name, value] of Object.entries(entry.values ?? {})) {
       valueHmacs[name] = auditValueHmac(keyring, value, version);
     }
-    return {
+    const pending: PendingEntry = {
       at,
       actor_id: entry.actor.id,
       actor_location: entry.actor.location,
@@ -173,6 +211,8 @@ export function pendingRows(keyring: Keyring, entries: readonly AuditEntry[]): A
       item_counts: entry.itemCounts === undefined ? null : { ...entry.itemCounts },
       outcome: entry.outcome ?? 'ok',
       key_version: version,
+      nonce: secureRandomBytes(16).toString('hex'),
     };
+    return { ...pending, mac: pendingMac(keyring, pending).toString('hex') };
   });
 }

@@ -8,7 +8,7 @@ export type KeyPurpose = 'deterministic' | 'blind-index' | 'ff1' | 'audit' | 'wi
  * Namespaces of the `audit` purpose, in the order of a retired version's
  * bundle of audit keys. Stored bundles depend on this order: only append.
  */
-export const AUDIT_NAMESPACES = ['audit-chain', 'audit-values', 'audit-anchor', 'erasure-log'] as const;
+export const AUDIT_NAMESPACES = ['audit-chain', 'audit-values', 'audit-anchor', 'erasure-log', 'audit-pending'] as const;
 
 const SECRET_BYTES = 32;
 const DERIVED_BYTES = 32;
@@ -71,6 +71,11 @@ export class Keyring {
 
   has(version: number): boolean {
     return this.secrets.has(version);
+  }
+
+  /** Versions whose audit keys are available, in ascending order: those held and those retired. */
+  auditVersions(): number[] {
+    return [...this.secrets.keys(), ...this.retainedAudit.keys()].sort((a, b) => a - b);
   }
 
   /** Reports whether the audit keys of `version` are available: from its secret, or retained after it was retired. */

@@ -2,7 +2,10 @@
 -- writes its entries here in its own transaction, without a lock; the sealer
 -- locks audit_head, chains the committed entries into audit_log in id order
 -- and deletes them here, in one transaction. Values appear only as keyed
--- HMACs, as in audit_log.
+-- HMACs, as in audit_log. `mac` is an HMAC of the entry and its random
+-- `nonce` under an audit key, so the sealer rejects an entry that was edited
+-- or inserted by anyone without the keyring, and a copied entry breaks the
+-- unique nonce.
 CREATE TABLE audit_pending (
   id bigserial PRIMARY KEY,
   at timestamptz NOT NULL,
@@ -16,5 +19,7 @@ CREATE TABLE audit_pending (
   value_hmacs jsonb NOT NULL,
   item_counts jsonb,
   outcome text NOT NULL,
-  key_version integer NOT NULL
+  key_version integer NOT NULL,
+  nonce bytea NOT NULL UNIQUE,
+  mac bytea NOT NULL
 );
