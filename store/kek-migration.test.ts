@@ -241,6 +241,7 @@ for (const database of testDatabases()) {
       const finished = await getJob(db, job.id);
       assert.equal(finished?.state, 'completed');
       assert.equal(finished?.attempts, 2);
+      assert.equal(finished?.done, finished?.total);
       assert.deepEqual(await storedKekVersions(db), [{ kekVersion: `kms:${keyId}`, dataKeys: 30, tokenizationSecrets: 1 }]);
       for (const [i, subjectToken] of tokens.entries()) {
         const view = await vault.read({ subjectToken, recordType: 'customer', actor, purpose: 'support' });
@@ -294,7 +295,13 @@ for (const database of testDatabases()) {
       const finished = await getJob(db, job.id);
       assert.equal(finished?.state, 'completed');
       assert.equal(finished?.attempts, 2);
+      // Keys that A rewrapped after its last saved batch count as done too.
+      assert.equal(finished?.done, 20);
+      assert.equal(finished?.total, 20);
       assert.ok((double.calls.get('Encrypt') ?? 0) - encrypts <= 13, 'worker B does not rewrap the batches that A saved');
+      // Keys that A rewrapped after its last saved batch count as done too.
+      assert.equal(finished?.done, 20);
+      assert.equal(finished?.total, 20);
 
       // Worker A wakes up with an error; its failure must not reopen the completed job.
       release(new DomicileError('unavailable', 'worker A lost its connection'));
@@ -304,6 +311,21 @@ for (const database of testDatabases()) {
       assert.equal(await unwrapEveryDataKey(db, keysB), 20);
       await keysA.close();
       await keysB.close();
+    });
+
+    test('migrating to the provider that already wraps everything queues nothing', async () => {
+      const { db, vault, openKeys } = await install();
+      await createSubjects(vault, 0, 2);
+      const keys = await openKeys();
+      try {
+        const result = await startKekMigration(db, keys, 'local');
+        assert.equal(result.job, undefined);
+        assert.equal(result.kekVersion, 'local:1');
+      } finally {
+        await keys.close();
+      }
+      const jobs = await db.pool.query("SELECT id FROM jobs WHERE kind = 'kek-rewrap'");
+      assert.equal(jobs.rowCount, 0);
     });
 
     test('unreachable KMS queues no migration', async () => {

@@ -4,7 +4,7 @@ import type { KeyProvider } from '../tokenizer/keys/provider.ts';
 import { providerKindOf, type KeyProviderKind, type RoutingKeyProvider } from '../tokenizer/keys/routing.ts';
 import { withTransaction, type Database } from './database.ts';
 import { createJob, supersedeJobs, type Job } from './jobs.ts';
-import { KEK_REWRAP_JOB, kekStatus, latestRewrapJob, type KekVersionStatus } from './kek-rotation.ts';
+import { KEK_REWRAP_JOB, kekStatus, type KekVersionStatus } from './kek-rotation.ts';
 
 /**
  * Moving every key from one KEK provider to another (the local key file to
@@ -77,9 +77,8 @@ export async function startKekMigration(
     'SELECT (SELECT count(*) FROM data_keys WHERE kek_version <> $1) + (SELECT count(*) FROM tokenization_keys WHERE kek_version <> $1) AS count',
     [kekVersion],
   );
-  const newest = await latestRewrapJob(db);
   const left = Number(remaining.rows[0]?.count ?? 0);
-  if (left === 0 && previousVersion === kekVersion && newest?.params['targetKekVersion'] === kekVersion) {
+  if (left === 0 && previousVersion === kekVersion) {
     return { job: undefined, previousVersion, kekVersion };
   }
 

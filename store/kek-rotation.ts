@@ -173,6 +173,9 @@ async function runRewrap(db: Database, keys: KeyProvider, job: Job, options: { l
     cursor = undefined;
     const left = await db.pool.query<{ count: string }>('SELECT count(*) AS count FROM data_keys WHERE kek_version <> $1', [keys.currentVersion()]);
     if (Number(left.rows[0]?.count ?? 0) === 0) {
+      // Every key counted at the start is done, including keys rewrapped after the last saved batch of an
+      // interrupted run, which that run's progress never counted.
+      done = Math.max(job.total, done);
       break;
     }
     // Keys created behind the cursor with the old KEK: start again from the first subject.
