@@ -29,10 +29,24 @@ function isBodyParserError(error: unknown): error is BodyParserError {
   );
 }
 
+/** Reports whether the parser rejected valid JSON that is not an object or array, such as `null` or `"text"`. */
+function isBareJsonValue(error: BodyParserError): boolean {
+  const body: unknown = (error as { body?: unknown }).body;
+  if (typeof body !== 'string') {
+    return false;
+  }
+  try {
+    JSON.parse(body);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function bodyParserResponse(error: BodyParserError): { code: ErrorCode; message: string } {
   switch (error.type) {
     case 'entity.parse.failed':
-      return { code: 'invalid_request', message: 'request body is not valid JSON' };
+      return { code: 'invalid_request', message: isBareJsonValue(error) ? 'request body must be a JSON object' : 'request body is not valid JSON' };
     case 'entity.too.large':
       return { code: 'payload_too_large', message: 'request body is larger than the limit of the gateway' };
     case 'encoding.unsupported':

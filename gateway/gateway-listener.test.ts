@@ -202,6 +202,32 @@ for (const database of testDatabases()) {
       assert.deepEqual(leakedCanaries(response.text), []);
     });
 
+    test('bare JSON values and other charsets are named', async () => {
+      for (const body of ['null', `"${person.name}"`, '42']) {
+        const response = await request(app)
+          .post('/api/v1/records')
+          .set('Authorization', `Bearer ${secrets.inCountry}`)
+          .set('Content-Type', 'application/json')
+          .send(body);
+        assert.equal(response.status, 400);
+        assert.equal(response.body.error.message, 'request body must be a JSON object');
+        assert.deepEqual(leakedCanaries(response.text), []);
+      }
+      const utf16 = await request(app)
+        .post('/api/v1/records')
+        .set('Authorization', `Bearer ${secrets.inCountry}`)
+        .set('Content-Type', 'application/json; charset=utf-16')
+        .send(Buffer.from('{"recordType":"customer"}', 'utf16le'));
+      assert.equal(utf16.status, 415);
+      assert.equal(utf16.body.error.message, 'request body must be JSON in UTF-8');
+      const utf8 = await request(app)
+        .post('/api/v1/records')
+        .set('Authorization', `Bearer ${secrets.inCountry}`)
+        .set('Content-Type', 'application/json; charset="UTF-8"')
+        .send('{}');
+      assert.equal(utf8.status, 400);
+    });
+
     test('scopes limit operations and record types', async () => {
       const subjectToken = await createPerson();
       const create = await request(app)

@@ -57,6 +57,12 @@ export const requireJsonBody: RequestHandler = (req, _res, next) => {
     next(new DomicileError('unsupported_media_type', 'request body must be application/json'));
     return;
   }
+  // The JSON parser would decode other UTF charsets such as UTF-16 and then fail on the text.
+  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+  if (hasBody && charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+    next(new DomicileError('unsupported_media_type', 'request body must be JSON in UTF-8'));
+    return;
+  }
   next();
 };
 
