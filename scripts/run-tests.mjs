@@ -127,6 +127,13 @@ function readTapTotals(tap) {
   return totals;
 }
 
+// Node's totals count skipped tests but not skipped suites (a `describe` with `skip`),
+// whose tests never run; every skip, of either kind, is an `ok` line with `# SKIP`.
+function countSkippedSuites(tap, skippedTests) {
+  const skipLines = tap.split('\n').filter((line) => /^\s*ok \d+ .*# SKIP/.test(line)).length;
+  return Math.max(0, skipLines - skippedTests);
+}
+
 function listMissingBrowserSkips(tap) {
   return tap
     .split('\n')
@@ -169,7 +176,7 @@ async function main() {
     const verdict = timedOut ? 'TIMED OUT' : (exitCode === 0 ? 'PASSED' : 'FAILED');
     console.log(`run-tests: ${verdict}: ${files.length} files, ` +
       `${totals.tests} tests, ${totals.pass} passed, ${totals.fail} failed, ` +
-      `${totals.cancelled} cancelled, ${totals.skipped} skipped ` +
+      `${totals.cancelled} cancelled, ${totals.skipped} skipped, ${countSkippedSuites(tap, totals.skipped)} suites skipped ` +
       `(${missingBrowser.length} for missing Chromium), ${totals.todo} todo`);
     process.exitCode = exitCode;
   } finally {
