@@ -27,9 +27,10 @@ const SEALER_ACTOR_ID = 'system:audit-sealer';
 const REJECTED_ACTION = 'audit.entry_rejected';
 
 /**
- * Pending entries of the key versions this process holds. An entry of another
- * version, written by a process with a newer keyring, waits for a sealer that
- * holds it rather than being rejected here.
+ * Selects the pending entries of the key versions in this process's keyring.
+ * An entry of another version, written by a process with a newer keyring,
+ * waits for a sealer whose keyring has that version instead of being
+ * rejected here.
  */
 function selectPending(versions: readonly number[]): string {
   return `
@@ -39,11 +40,11 @@ function selectPending(versions: readonly number[]): string {
 }
 
 /**
- * The statement of a seal, with its values as SQL literals so that it can
- * travel with COMMIT in one message: `rows` is the JSON text of the chained
- * rows, quoted here with pg's escapeLiteral; the other values are numbers
- * and hex. Deletes the sealed pending rows, appends them to audit_log, whose
- * columns `jsonb_to_recordset` reads from the JSON rows, and moves the head.
+ * Builds the statement of a seal with its values as SQL literals, so that it
+ * can travel with COMMIT in one message. `rows` is the JSON text of the
+ * chained rows, which pg's escapeLiteral quotes here. The other values are
+ * numbers and hex. The statement deletes the sealed pending rows, appends
+ * them to audit_log and moves the head.
  */
 function sealStatement(rows: string, head: AuditHead, ids: readonly number[]): string {
   return `

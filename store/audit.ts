@@ -171,7 +171,7 @@ export const INSERT_PENDING_ROWS = `
  * entry cannot be written fails. The entries land in `audit_pending`; after
  * the transaction commits, the sealer of the database chains them into
  * `audit_log` (see `sealAudit`), and `withTransaction` returns only after that
- * seal, so callers answer with their entries already chained. Writing needs
+ * seal, so callers respond with their entries already chained. Writing needs
  * no lock: concurrent transactions commit side by side. Given the pool
  * instead of a client of `withTransaction`, the entries commit at once and
  * the caller seals (`auditSealerFor(db).seal`).
@@ -189,7 +189,7 @@ function requestSealAfterCommit(client: Queryable, keyring: Keyring): void {
   afterCommit(client, 'audit-seal', (db) => auditSealerFor(db).seal(keyring));
 }
 
-/** The JSON rows of `entries` for INSERT_PENDING_ROWS; values become keyed HMACs here, and each row gets its MAC. */
+/** Builds the JSON rows of `entries` for INSERT_PENDING_ROWS, with values as keyed HMACs and a MAC per row. */
 export function pendingRows(keyring: Keyring, entries: readonly AuditEntry[]): Array<Record<string, unknown>> {
   const version = keyring.currentVersion;
   const at = new Date().toISOString();

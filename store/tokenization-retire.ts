@@ -8,7 +8,7 @@ import type { Actor } from './types.ts';
 
 /**
  * Rows that use one tokenization key version. Blind indexes, random tokens
- * and partial copies need its secret, so they block its retirement; audit
+ * and partial copies need its secret, so they block its retirement. Audit
  * entries need only its audit keys, which a retired version keeps.
  */
 export interface TokenizationKeyUsage {
@@ -52,8 +52,8 @@ function describeUsage(usage: TokenizationKeyUsage): string {
 
 /**
  * Retires a tokenization key version after checking, in the same
- * transaction, that nothing needs its secret any more: the row keeps only
- * the version's audit keys, wrapped by the KEK, in place of the secret, so
+ * transaction, that nothing needs its secret any more. The row then keeps
+ * the version's audit keys, wrapped by the KEK, in place of the secret. So
  * the audit log, anchors and erasure log written under it stay verifiable.
  * Rejects the current version and an unknown or retired one. Processes that
  * loaded the keyring before keep the secret in memory until they restart.
