@@ -13,12 +13,14 @@ import { createLogger } from './logger.ts';
 import { startDomicile, type Role } from './start.ts';
 import { withStore } from './with-store.ts';
 import { rejectedAuditEntries, verifyAudit } from '../store/audit.ts';
-import { pendingAuditStats, sealAudit } from '../store/audit-seal.ts';
+import { countPendingOfOtherVersions, pendingAuditStats, sealAudit, type RejectedEntry } from '../store/audit-seal.ts';
 import { auditAnchorPath, verifyAuditAnchors } from '../store/audit-anchor.ts';
 import { migrate } from '../store/migrate.ts';
 
 /** Age after which a pending audit entry counts as stuck rather than on its way to a seal. */
 const STUCK_PENDING_SECONDS = 60;
+/** Sequence numbers listed by `audit verify` before it gives the count of the rest. */
+const LISTED_ENTRIES = 20;
 
 const program = new Command('domicile')
   .description('In-country data residency gateway: stores personal data locally and sends tokens abroad')
@@ -71,8 +73,9 @@ audit
     await withStore(async ({ db, keyring }) => {
       // Entries that a stopped process wrote but did not chain are chained first, so they are checked too.
       let sealed = 0;
+      const rejectedNow: RejectedEntry[] = [];
       try {
-        sealed = await sealAudit(db, keyring, (rejected) => console.error(`pending audit entry ${rejected.id} rejected: ${rejected.reason}`));
+        sealed = await sealAudit(db, keyring, (entry) => rejectedNow.push(entry));
       } catch (error) {
         console.error(`chaining pending audit entries failed (${(error as Error).message}); checking the chained log as it is`);
         process.exitCode = 1;
@@ -89,17 +92,24 @@ audit
         process.exitCode = 1;
         return;
       }
+      for (const reason of new Set(rejectedNow.map((entry) => entry.reason))) {
+        console.error(`pending audit entries rejected while chaining them now: ${reason}`);
+      }
       const rejected = await rejectedAuditEntries(db);
       if (rejected.length > 0) {
-        console.error(
-          `audit log chain intact, but ${rejected.length} entries stand in for pending entries that were changed or written without the keyring: ${rejected.join(', ')}`,
-        );
+        const listed = rejected.slice(0, LISTED_ENTRIES).join(', ') + (rejected.length > LISTED_ENTRIES ? `, and ${rejected.length - LISTED_ENTRIES} more` : '');
+        console.error(`audit log chain intact, but ${rejected.length} entries stand in for pending entries that were changed, copied or written without the keyring: ${listed}`);
+        process.exitCode = 1;
+      }
+      const foreign = await countPendingOfOtherVersions(db, keyring.auditVersions());
+      if (foreign > 0) {
+        console.error(`${foreign} audit entries wait in audit_pending under a key version that is not in this keyring, so no seal here can chain them`);
         process.exitCode = 1;
       }
       const pending = await pendingAuditStats(db);
-      if (pending.count > 0 && pending.oldestAgeSeconds > STUCK_PENDING_SECONDS) {
+      if (pending.count > foreign && pending.oldestAgeSeconds > STUCK_PENDING_SECONDS) {
         console.error(
-          `${pending.count} audit entries wait in audit_pending, the oldest for ${Math.round(pending.oldestAgeSeconds)} s: their key version is not in this keyring, or sealing fails (see the gateway log)`,
+          `${pending.count} audit entries wait in audit_pending, the oldest for ${Math.round(pending.oldestAgeSeconds)} s: sealing fails (see the gateway log)`,
         );
         process.exitCode = 1;
       }

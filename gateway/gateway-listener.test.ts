@@ -220,6 +220,14 @@ for (const database of testDatabases()) {
         .send(Buffer.from('{"recordType":"customer"}', 'utf16le'));
       assert.equal(utf16.status, 415);
       assert.equal(utf16.body.error.message, 'request body must be JSON in UTF-8');
+      for (const contentType of ['application/json; x="a;charset=utf-8"; charset=utf-16le', 'application/json; charset=utf-8; charset=utf-16le']) {
+        const smuggled = await request(app)
+          .post('/api/v1/records')
+          .set('Authorization', `Bearer ${secrets.inCountry}`)
+          .set('Content-Type', contentType)
+          .send(Buffer.from('{"recordType":"customer"}', 'utf16le'));
+        assert.equal(smuggled.status, 415, contentType);
+      }
       const utf8 = await request(app)
         .post('/api/v1/records')
         .set('Authorization', `Bearer ${secrets.inCountry}`)

@@ -1,3 +1,4 @@
+import { MIMEType } from 'node:util';
 import type { RequestHandler } from 'express';
 import type { z } from 'zod';
 import { DomicileError, jsonPath, unknownKeyIssue, type Issue, type Policy } from '../policy/index.ts';
@@ -51,15 +52,34 @@ export function parseInput<T extends z.ZodType>(schema: T, input: unknown, root:
 }
 
 /** Rejects a request body that is not JSON with 415, before any parser reads it. */
+/**
+ * Reports whether a Content-Type names no charset or UTF-8 only. The JSON
+ * parser would decode other UTF charsets such as UTF-16 and then fail on the
+ * text, and parsers disagree on which of two charset parameters counts, so a
+ * second `charset=` anywhere in the header, also inside a quoted value, is
+ * rejected rather than guessed.
+ */
+function isUtf8ContentType(header: string): boolean {
+  const mentions = header.toLowerCase().split(';').filter((part) => part.trim().startsWith('charset=')).length;
+  if (mentions > 1) {
+    return false;
+  }
+  let charset: string | null;
+  try {
+    charset = new MIMEType(header).params.get('charset');
+  } catch {
+    return false;
+  }
+  return charset === null || charset.toLowerCase() === 'utf-8' || charset.toLowerCase() === 'utf8';
+}
+
 export const requireJsonBody: RequestHandler = (req, _res, next) => {
   const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0');
   if (hasBody && req.is('application/json') === false) {
     next(new DomicileError('unsupported_media_type', 'request body must be application/json'));
     return;
   }
-  // The JSON parser would decode other UTF charsets such as UTF-16 and then fail on the text.
-  const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
-  if (hasBody && charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+  if (hasBody && !isUtf8ContentType(req.headers['content-type'] ?? '')) {
     next(new DomicileError('unsupported_media_type', 'request body must be JSON in UTF-8'));
     return;
   }

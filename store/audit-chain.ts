@@ -28,6 +28,8 @@ export interface AuditRow {
   item_counts: Record<string, number> | null;
   outcome: string;
   key_version: number;
+  /** Hex of the entry's nonce; null for entries chained before entries had one. */
+  nonce: string | null;
   prev_hash: Buffer;
   hash: Buffer;
 }
@@ -38,8 +40,11 @@ export function chainHash(keyring: Keyring, row: Omit<AuditRow, 'hash'>): Buffer
   // Item counts join the hashed fields only when present, so rows written
   // before the column existed keep their hashes.
   const counts = row.item_counts === null ? {} : { itemCounts: row.item_counts };
+  // The nonce joins the same way, for rows chained before entries had one.
+  const nonce = row.nonce === null ? {} : { nonce: row.nonce };
   const canonical = canonicalJson({
     ...counts,
+    ...nonce,
     prevHash: row.prev_hash.toString('hex'),
     seq: row.seq,
     at: row.at,

@@ -157,6 +157,35 @@ for (const database of testDatabases()) {
       await sealAudit(db, store.keyring);
     });
 
+    test('a copy replayed after its seal is rejected', async () => {
+      const before = await chainedCount(db);
+      await leavePending('replayed');
+      await db.pool.query('CREATE TEMP TABLE copied AS SELECT * FROM audit_pending WHERE fields[1] = $1', ['replayed']);
+      assert.equal(await sealAudit(db, store.keyring), 1);
+      await db.pool.query('INSERT INTO audit_pending SELECT * FROM copied');
+      await db.pool.query('DROP TABLE copied');
+      const rejected: string[] = [];
+      assert.equal(await sealAudit(db, store.keyring, (entry) => rejected.push(entry.reason)), 1);
+      assert.deepEqual(rejected, ['nonce is already chained: the entry was copied']);
+      const actions = await db.pool.query<{ action: string }>('SELECT action FROM audit_log WHERE seq > $1 ORDER BY seq', [before]);
+      assert.deepEqual(actions.rows.map((row) => row.action), ['record.read', 'audit.entry_rejected']);
+      assert.deepEqual(await verifyAudit(db, store.keyring), { ok: true, count: before + 2 });
+    });
+
+    test('an oversized entry and a huge id are rejected without stopping the seal', async () => {
+      const before = await chainedCount(db);
+      const big = await leavePending('oversized');
+      await db.pool.query("UPDATE audit_pending SET actor_id = repeat('x', 200000) WHERE id = $1", [big]);
+      const huge = await leavePending('huge-id');
+      await db.pool.query("UPDATE audit_pending SET id = 9007199254740993, actor_id = 'tampered' WHERE id = $1", [huge]);
+      await leavePending('after-them');
+      const rejected: string[] = [];
+      assert.equal(await sealAudit(db, store.keyring, (entry) => rejected.push(entry.id)), 3);
+      assert.deepEqual(rejected.sort(), [big, '9007199254740993'].sort());
+      assert.equal(await countPendingAudit(db), 0);
+      assert.deepEqual(await verifyAudit(db, store.keyring), { ok: true, count: before + 3 });
+    });
+
     test('entries of a key version this keyring lacks wait without blocking others', async () => {
       const before = await chainedCount(db);
       const foreign = await leavePending('foreign-version');

@@ -27,45 +27,95 @@ const SEALER_ACTOR_ID = 'system:audit-sealer';
 const REJECTED_ACTION = 'audit.entry_rejected';
 
 /**
- * Selects the pending entries of the key versions in this process's keyring.
- * An entry of another version, written by a process with a newer keyring,
- * waits for a sealer whose keyring has that version instead of being
- * rejected here.
+ * Largest pending entry the seal reads, in bytes of its text columns. Real
+ * entries hold names and hashes, a few hundred bytes. A larger row was
+ * written by someone else, and reading it whole could exhaust this process.
+ */
+const MAX_ENTRY_BYTES = 64 * 1024;
+
+/** Bytes of the text columns of the audit_pending row `p`, computed in the database. */
+const ENTRY_BYTES = `(octet_length(p.actor_id) + octet_length(p.actor_location) + octet_length(p.action)
+  + coalesce(octet_length(p.purpose), 0) + coalesce(octet_length(p.subject_token), 0) + coalesce(octet_length(p.record_type), 0)
+  + coalesce(octet_length(array_to_string(p.fields, ',')), 0) + octet_length(p.value_hmacs::text)
+  + coalesce(octet_length(p.item_counts::text), 0) + octet_length(p.outcome) + octet_length(p.nonce) + octet_length(p.mac))`;
+
+/**
+ * Selects the pending entries of the key versions in this process's keyring,
+ * in id order. An entry of another version, written by a process with a
+ * newer keyring, waits for a sealer whose keyring has that version instead of
+ * being rejected here. An oversized entry comes back with only its id and
+ * `oversized` set. `replayed` is set when audit_log already holds its nonce.
  */
 function selectPending(versions: readonly number[]): string {
   return `
-  SELECT id, at, actor_id, actor_location, action, purpose, subject_token, record_type,
-         fields, value_hmacs, item_counts, outcome, key_version, nonce, mac
-  FROM audit_pending WHERE key_version = ANY(ARRAY[${versions.join(',')}]::integer[]) ORDER BY id LIMIT ${SEAL_BATCH}`;
+  SELECT p.id::text AS id, s.oversized, NOT s.oversized AND EXISTS (SELECT 1 FROM audit_log l WHERE l.nonce = p.nonce) AS replayed,
+         CASE WHEN s.oversized THEN NULL ELSE p.at END AS at,
+         CASE WHEN s.oversized THEN NULL ELSE p.actor_id END AS actor_id,
+         CASE WHEN s.oversized THEN NULL ELSE p.actor_location END AS actor_location,
+         CASE WHEN s.oversized THEN NULL ELSE p.action END AS action,
+         CASE WHEN s.oversized THEN NULL ELSE p.purpose END AS purpose,
+         CASE WHEN s.oversized THEN NULL ELSE p.subject_token END AS subject_token,
+         CASE WHEN s.oversized THEN NULL ELSE p.record_type END AS record_type,
+         CASE WHEN s.oversized THEN NULL ELSE p.fields END AS fields,
+         CASE WHEN s.oversized THEN NULL ELSE p.value_hmacs END AS value_hmacs,
+         CASE WHEN s.oversized THEN NULL ELSE p.item_counts END AS item_counts,
+         CASE WHEN s.oversized THEN NULL ELSE p.outcome END AS outcome,
+         p.key_version,
+         CASE WHEN s.oversized THEN NULL ELSE p.nonce END AS nonce,
+         CASE WHEN s.oversized THEN NULL ELSE p.mac END AS mac
+  FROM audit_pending p
+  CROSS JOIN LATERAL (SELECT coalesce(${ENTRY_BYTES} > ${MAX_ENTRY_BYTES}, false) AS oversized) s
+  WHERE p.key_version = ANY(ARRAY[${versions.join(',')}]::integer[])
+  ORDER BY p.id LIMIT ${SEAL_BATCH}`;
 }
 
 /**
  * Builds the statement of a seal with its values as SQL literals, so that it
  * can travel with COMMIT in one message. `rows` is the JSON text of the
- * chained rows, which pg's escapeLiteral quotes here. The other values are
- * numbers and hex. The statement deletes the sealed pending rows, appends
- * them to audit_log and moves the head.
+ * chained rows, which pg's escapeLiteral quotes here. The ids are digit
+ * strings as Postgres printed them, and the head is a number and hex. The
+ * statement deletes the sealed pending rows, appends them to audit_log and
+ * moves the head.
  */
-function sealStatement(rows: string, head: AuditHead, ids: readonly number[]): string {
+function sealStatement(rows: string, head: AuditHead, ids: readonly string[]): string {
   return `
   WITH sealed AS (
     DELETE FROM audit_pending WHERE id = ANY(ARRAY[${ids.join(',')}]::bigint[])
   ), appended AS (
     INSERT INTO audit_log (seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
-                           fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts)
+                           fields, value_hmacs, outcome, key_version, prev_hash, hash, item_counts, nonce)
     SELECT x.seq, x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
            ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.outcome, x.key_version,
-           decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts
+           decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts, decode(x.nonce, 'hex')
     FROM jsonb_to_recordset(${escapeLiteral(rows)}::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
          purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, outcome text,
-         key_version integer, prev_hash text, hash text, item_counts jsonb)
+         key_version integer, prev_hash text, hash text, item_counts jsonb, nonce text)
   )
   UPDATE audit_head SET seq = ${head.seq}, hash = decode('${head.hash.toString('hex')}', 'hex') WHERE id = 1`;
 }
 
-type PendingRow = Omit<AuditRow, 'seq' | 'at' | 'prev_hash' | 'hash'> & { id: string; at: Date; nonce: Buffer; mac: Buffer };
+/** A pending row as selectPending returns it; the columns are null when `oversized`. */
+interface PendingRow {
+  id: string;
+  oversized: boolean;
+  replayed: boolean;
+  at: Date | null;
+  actor_id: string | null;
+  actor_location: string | null;
+  action: string | null;
+  purpose: string | null;
+  subject_token: string | null;
+  record_type: string | null;
+  fields: string[] | null;
+  value_hmacs: Record<string, string> | null;
+  item_counts: Record<string, number> | null;
+  outcome: string | null;
+  key_version: number;
+  nonce: Buffer | null;
+  mac: Buffer | null;
+}
 
-/** Pending entries whose MAC or content failed the seal's checks, by id; see chainRows. */
+/** Pending entries that failed the seal's checks, by id; see chainRows. */
 export interface RejectedEntry {
   id: string;
   reason: string;
@@ -77,11 +127,14 @@ export interface RejectedEntry {
  * in a later statement with its own snapshot, so two sealers never chain the
  * same entry: the second one reads after the first committed its deletions.
  * BEGIN, the lock and the read travel in one message, and the write and
- * COMMIT in a second, so a seal costs two round trips.
+ * COMMIT in a second, so a seal costs two round trips. Rejected entries are
+ * reported once the seal committed.
  */
 async function sealBatch(db: Database, keyring: Keyring, onRejected: (rejected: RejectedEntry) => void): Promise<number> {
   const client = await db.pool.connect();
   let broken: Error | undefined;
+  const rejected: RejectedEntry[] = [];
+  let sealed: number;
   try {
     // The simple query protocol runs the three statements in order, each with a new snapshot.
     const results = (await client.query(
@@ -96,14 +149,13 @@ async function sealBatch(db: Database, keyring: Keyring, onRejected: (rejected: 
       await client.query('ROLLBACK');
       return 0;
     }
-    const chained = chainRows({ seq: Number(locked.seq), hash: locked.hash }, pending, keyring, onRejected);
-    const ids = pending.map((row) => Number(row.id));
-    if (!ids.every(Number.isSafeInteger)) {
-      throw new Error('audit_pending id is out of range');
+    const ids = pending.map((row) => row.id);
+    if (!ids.every((id) => /^[0-9]{1,19}$/.test(id))) {
+      throw new Error('audit_pending returned an id that is not a bigint');
     }
-    const write = sealStatement(JSON.stringify(chained.rows), chained.head, ids);
-    await client.query(`${write}; COMMIT`);
-    return pending.length;
+    const chained = chainRows({ seq: Number(locked.seq), hash: locked.hash }, pending, keyring, rejected);
+    await client.query(`${sealStatement(JSON.stringify(chained.rows), chained.head, ids)}; COMMIT`);
+    sealed = pending.length;
   } catch (error) {
     try {
       await client.query('ROLLBACK');
@@ -114,30 +166,34 @@ async function sealBatch(db: Database, keyring: Keyring, onRejected: (rejected: 
   } finally {
     client.release(broken);
   }
+  for (const entry of rejected) {
+    onRejected(entry);
+  }
+  return sealed;
 }
 
 /**
  * Chains `pending` after `head`, as JSON rows for sealStatement, and returns
- * the new head. An entry whose MAC does not match, or that cannot be chained
- * (an impossible time, say), was edited or inserted by someone without the
- * keyring: in its place the chain gets an `audit.entry_rejected` entry of the
- * sealer, so the tampering shows in the verified log, and `onRejected`
- * learns its id.
+ * the new head. An entry whose MAC does not match, that is oversized, whose
+ * nonce is already chained or that cannot be chained (an impossible time,
+ * say) was edited, inserted or copied by someone without the keyring. In its
+ * place the chain gets an `audit.entry_rejected` entry of the sealer, so the
+ * tampering shows in the verified log, and `rejected` gets its id.
  */
-function chainRows(
-  head: AuditHead,
-  pending: readonly PendingRow[],
-  keyring: Keyring,
-  onRejected: (rejected: RejectedEntry) => void,
-): { rows: Array<Record<string, unknown>>; head: AuditHead } {
+function chainRows(head: AuditHead, pending: readonly PendingRow[], keyring: Keyring, rejected: RejectedEntry[]): { rows: Array<Record<string, unknown>>; head: AuditHead } {
   let seq = head.seq;
   let prevHash = head.hash;
   const rows: Array<Record<string, unknown>> = [];
+  const nonces = new Set<string>();
   for (const entry of pending) {
     seq += 1;
-    const fields = checkedFields(entry, keyring);
+    let fields = checkedFields(entry, keyring);
+    if (typeof fields !== 'string' && fields.nonce !== null) {
+      if (nonces.has(fields.nonce)) fields = 'nonce repeats another entry: the entry was copied';
+      else nonces.add(fields.nonce);
+    }
     if (typeof fields === 'string') {
-      onRejected({ id: entry.id, reason: fields });
+      rejected.push({ id: entry.id, reason: fields });
     }
     const row: Omit<AuditRow, 'hash'> = { ...(typeof fields === 'string' ? rejectedFields(keyring) : fields), seq, prev_hash: prevHash };
     const hash = chainHash(keyring, row);
@@ -149,14 +205,37 @@ function chainRows(
 
 /** Returns the fields to chain for `entry`, or why it is rejected. */
 function checkedFields(entry: PendingRow, keyring: Keyring): Omit<AuditRow, 'seq' | 'prev_hash' | 'hash'> | string {
-  const { id: _id, at, nonce, mac, ...fields } = entry;
+  if (entry.oversized) {
+    return `entry is larger than ${MAX_ENTRY_BYTES} bytes`;
+  }
+  if (entry.replayed) {
+    return 'nonce is already chained: the entry was copied';
+  }
+  const { at, nonce, mac, actor_id, actor_location, action, fields, value_hmacs, outcome } = entry;
   if (!(at instanceof Date) || Number.isNaN(at.getTime())) {
     return 'time is not a valid timestamp';
   }
-  const row = { ...fields, at: at.toISOString() };
+  if (nonce === null || mac === null || actor_id === null || actor_location === null || action === null || fields === null || value_hmacs === null || outcome === null) {
+    return 'entry is incomplete';
+  }
+  const row = {
+    at: at.toISOString(),
+    actor_id,
+    actor_location,
+    action,
+    purpose: entry.purpose,
+    subject_token: entry.subject_token,
+    record_type: entry.record_type,
+    fields,
+    value_hmacs,
+    item_counts: entry.item_counts,
+    outcome,
+    key_version: entry.key_version,
+    nonce: nonce.toString('hex'),
+  };
   let expected: Buffer;
   try {
-    expected = pendingMac(keyring, { ...row, nonce: nonce.toString('hex') });
+    expected = pendingMac(keyring, row);
   } catch {
     return 'entry cannot be checked';
   }
@@ -166,6 +245,7 @@ function checkedFields(entry: PendingRow, keyring: Keyring): Omit<AuditRow, 'seq
   return row;
 }
 
+/** Returns the fields of the entry that stands in for a rejected one. */
 function rejectedFields(keyring: Keyring): Omit<AuditRow, 'seq' | 'prev_hash' | 'hash'> {
   return {
     at: new Date().toISOString(),
@@ -180,6 +260,7 @@ function rejectedFields(keyring: Keyring): Omit<AuditRow, 'seq' | 'prev_hash' | 
     item_counts: null,
     outcome: 'failed',
     key_version: keyring.currentVersion,
+    nonce: null,
   };
 }
 
@@ -201,6 +282,12 @@ export async function sealAudit(db: Database, keyring: Keyring, onRejected: (rej
 /** Number of entries written but not yet chained. */
 export async function countPendingAudit(db: Database): Promise<number> {
   return (await pendingAuditStats(db)).count;
+}
+
+/** Number of pending entries of key versions outside `versions`, which no seal of this keyring will chain. */
+export async function countPendingOfOtherVersions(db: Database, versions: readonly number[]): Promise<number> {
+  const result = await db.pool.query<{ count: number }>('SELECT count(*)::int AS count FROM audit_pending WHERE NOT (key_version = ANY($1::integer[]))', [versions]);
+  return result.rows[0]?.count ?? 0;
 }
 
 /** Entries written but not yet chained, and the age of the oldest in seconds (0 when none). */
@@ -225,9 +312,36 @@ export interface AuditSealer {
   useLogger(logger: Logger): void;
 }
 
-/** Logs a rejected pending entry by id and reason; the entry's content stays out of the log. */
-export function logRejected(logger: Logger | undefined, rejected: RejectedEntry): void {
-  logger?.error({ event: 'audit.entry_rejected', pendingId: rejected.id, reason: rejected.reason }, 'rejected a pending audit entry; an audit.entry_rejected entry took its place in the chain');
+/** Ids listed in one log line about rejected entries; the count covers the rest. */
+const LOGGED_IDS = 20;
+
+/**
+ * Logs the pending entries that one seal rejected, as one line with their
+ * count, the first ids and the reasons; their content stays out of the log.
+ */
+export function logRejected(logger: Logger | undefined, rejected: readonly RejectedEntry[]): void {
+  if (rejected.length === 0) {
+    return;
+  }
+  logger?.error(
+    {
+      event: 'audit.entry_rejected',
+      count: rejected.length,
+      pendingIds: rejected.slice(0, LOGGED_IDS).map((entry) => entry.id),
+      reasons: [...new Set(rejected.map((entry) => entry.reason))],
+    },
+    'rejected pending audit entries; audit.entry_rejected entries took their places in the chain',
+  );
+}
+
+/** Chains pending entries like `sealAudit` and logs the rejected ones (see logRejected). */
+export async function sealAuditLogged(db: Database, keyring: Keyring, logger: Logger | undefined): Promise<number> {
+  const rejected: RejectedEntry[] = [];
+  try {
+    return await sealAudit(db, keyring, (entry) => rejected.push(entry));
+  } finally {
+    logRejected(logger, rejected);
+  }
 }
 
 const sealers = new WeakMap<Database, AuditSealer>();
@@ -256,7 +370,7 @@ function createSealer(db: Database): AuditSealer {
       // Every call up to `ticket` committed before this seal starts.
       const ticket = requested;
       try {
-        await sealAudit(db, keyring, (rejected) => logRejected(logger, rejected));
+        await sealAuditLogged(db, keyring, logger);
       } catch (error) {
         logger?.error({ event: 'audit.seal_failed', errorCode: (error as { code?: unknown }).code ?? 'error' }, 'sealing audit entries failed; they stay pending');
       }

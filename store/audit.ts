@@ -97,9 +97,9 @@ async function walkChain(client: Queryable, keyring: Keyring, onProgress?: (chec
   let previousHash: Buffer = GENESIS_HASH;
 
   for (;;) {
-    const batch = await client.query<Omit<AuditRow, 'seq' | 'at'> & { seq: string; at: Date }>(
+    const batch = await client.query<Omit<AuditRow, 'seq' | 'at' | 'nonce'> & { seq: string; at: Date; nonce: Buffer | null }>(
       `SELECT seq, at, actor_id, actor_location, action, purpose, subject_token, record_type,
-              fields, value_hmacs, item_counts, outcome, key_version, prev_hash, hash
+              fields, value_hmacs, item_counts, outcome, key_version, prev_hash, hash, nonce
        FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT $2`,
       [expectedSeq, VERIFY_BATCH],
     );
@@ -108,7 +108,7 @@ async function walkChain(client: Queryable, keyring: Keyring, onProgress?: (chec
       if (at === undefined) {
         return { ok: false, seq: expectedSeq, reason: 'row was changed' };
       }
-      const row: AuditRow = { ...stored, seq: Number(stored.seq), at };
+      const row: AuditRow = { ...stored, seq: Number(stored.seq), at, nonce: stored.nonce === null ? null : stored.nonce.toString('hex') };
       const problem = checkRow(keyring, row, expectedSeq, previousHash);
       if (problem !== undefined) {
         return { ok: false, seq: expectedSeq, reason: problem };

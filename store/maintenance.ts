@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { DomicileError } from '../policy/errors.ts';
 import type { AuditAnchorer } from './audit-anchor.ts';
-import { logRejected, sealAudit } from './audit-seal.ts';
+import { sealAuditLogged } from './audit-seal.ts';
 import type { KekRewrapRunner } from './kek-rotation.ts';
 import { eraseLapsedSubjects, type RetentionOptions } from './retention.ts';
 import type { RetokenizeRunner } from './retokenize.ts';
@@ -65,7 +65,7 @@ export function startMaintenanceWorker(options: {
     }
     try {
       // Chains entries that a process wrote and could not chain, for example because it stopped right after a commit.
-      await sealAudit(options.deps.db, options.deps.keyring, (rejected) => logRejected(logger, rejected));
+      await sealAuditLogged(options.deps.db, options.deps.keyring, logger);
     } catch (error) {
       logger.error({ event: 'maintenance.seal_failed', errorCode: codeOf(error) }, 'sealing pending audit entries failed');
     }

@@ -6,7 +6,10 @@ export type KeyPurpose = 'deterministic' | 'blind-index' | 'ff1' | 'audit' | 'wi
 
 /**
  * Namespaces of the `audit` purpose, in the order of a retired version's
- * bundle of audit keys. Stored bundles depend on this order: only append.
+ * bundle of audit keys. Stored bundles depend on this order: only append. A
+ * bundle stored before an append lacks the newer keys, and its retired
+ * version cannot get them, so code that needs one of them must treat a
+ * missing key of a retired version as absent.
  */
 export const AUDIT_NAMESPACES = ['audit-chain', 'audit-values', 'audit-anchor', 'erasure-log', 'audit-pending'] as const;
 
@@ -55,7 +58,8 @@ export class Keyring {
     this.currentVersion = currentVersion;
     // Non-enumerable, so the secrets never show up when a keyring is logged or inspected.
     for (const [version, bundle] of retainedAudit) {
-      if (secrets.has(version) || bundle.length !== AUDIT_NAMESPACES.length * DERIVED_BYTES) {
+      // A bundle stored before a namespace was appended is shorter; its version lacks only the newer keys.
+      if (secrets.has(version) || bundle.length === 0 || bundle.length % DERIVED_BYTES !== 0 || bundle.length > AUDIT_NAMESPACES.length * DERIVED_BYTES) {
         throw new DomicileError('internal', `retained audit keys of tokenization key version ${version} are malformed`);
       }
     }
@@ -132,7 +136,7 @@ export class Keyring {
   private retainedKey(namespace: string, version: number): Buffer | undefined {
     const bundle = this.retainedAudit.get(version);
     const index = (AUDIT_NAMESPACES as readonly string[]).indexOf(namespace);
-    if (bundle === undefined || index < 0) {
+    if (bundle === undefined || index < 0 || (index + 1) * DERIVED_BYTES > bundle.length) {
       return undefined;
     }
     return Buffer.from(bundle.subarray(index * DERIVED_BYTES, (index + 1) * DERIVED_BYTES));

@@ -23,3 +23,9 @@ CREATE TABLE audit_pending (
   nonce bytea NOT NULL UNIQUE,
   mac bytea NOT NULL
 );
+
+-- The nonce of a pending entry stays with it in audit_log, inside the chain
+-- hash, so a copy of an entry replayed into audit_pending after its seal is
+-- rejected by the next seal. Rows chained before this column have none.
+ALTER TABLE audit_log ADD COLUMN nonce bytea;
+CREATE UNIQUE INDEX audit_log_nonce ON audit_log (nonce) WHERE nonce IS NOT NULL;
