@@ -88,23 +88,28 @@ export interface PendingEntry {
 
 const PENDING_NAMESPACE = 'audit-pending';
 
-/** Computes the MAC of a pending entry under `derive('audit', 'audit-pending', key_version)`. */
+/**
+ * Computes the MAC of a pending entry under `derive('audit', 'audit-pending',
+ * key_version)`, over a JSON array of its fields in a fixed order. Only the
+ * two objects, whose key order jsonb does not keep, are in canonical form. A
+ * pending entry lives for one seal, so this form may change between releases
+ * once no entry of the old form is pending.
+ */
 export function pendingMac(keyring: Keyring, entry: PendingEntry): Buffer {
-  const key = keyring.derive('audit', PENDING_NAMESPACE, entry.key_version);
-  const canonical = canonicalJson({
-    nonce: entry.nonce,
-    at: entry.at,
-    actorId: entry.actor_id,
-    actorLocation: entry.actor_location,
-    action: entry.action,
-    purpose: entry.purpose,
-    subjectToken: entry.subject_token,
-    recordType: entry.record_type,
-    fields: entry.fields,
-    valueHmacs: entry.value_hmacs,
-    itemCounts: entry.item_counts,
-    outcome: entry.outcome,
-    keyVersion: entry.key_version,
-  });
-  return createHmac('sha256', key).update(canonical, 'utf8').digest();
+  const key = keyring.deriveKeyObject('audit', PENDING_NAMESPACE, entry.key_version);
+  const serialized = JSON.stringify([
+    entry.nonce,
+    entry.at,
+    entry.actor_id,
+    entry.actor_location,
+    entry.action,
+    entry.purpose,
+    entry.subject_token,
+    entry.record_type,
+    entry.fields,
+    entry.outcome,
+    entry.key_version,
+  ]);
+  const objects = `${canonicalJson(entry.value_hmacs)}${entry.item_counts === null ? 'null' : canonicalJson(entry.item_counts)}`;
+  return createHmac('sha256', key).update(serialized, 'utf8').update(objects, 'utf8').digest();
 }

@@ -6,7 +6,9 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadPolicyFile } from '../policy/load.ts';
 import { appendAudit, appendAuditEntries, rejectedAuditEntries, verifyAudit } from './audit.ts';
-import { countPendingAudit, sealAudit } from './audit-seal.ts';
+import fc from 'fast-check';
+import pg from 'pg';
+import { countPendingAudit, quoteLiteral, sealAudit } from './audit-seal.ts';
 import { openDatabase, withTransaction, type Database } from './database.ts';
 import { migrate } from './migrate.ts';
 import { closeTestVault, createScratchDatabase, createTestVault, openTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
@@ -217,6 +219,13 @@ for (const database of testDatabases()) {
     });
   });
 }
+
+test('quoteLiteral quotes as pg escapeLiteral does', () => {
+  for (const text of ["it's", 'back\\slash', "both ' and \\", '', '\'\'']) {
+    assert.equal(quoteLiteral(text), pg.escapeLiteral(text));
+  }
+  fc.assert(fc.property(fc.string({ unit: 'binary' }), (text) => quoteLiteral(text) === pg.escapeLiteral(text)));
+});
 
 const adminUrl = process.env['DATABASE_URL'];
 describe('audit sealing from two processes on one Postgres', { skip: adminUrl === undefined || adminUrl === '' ? 'DATABASE_URL is not set' : false }, () => {

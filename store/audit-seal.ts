@@ -1,11 +1,10 @@
+import { timingSafeEqual } from 'node:crypto';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Keyring } from '../tokenizer/keyring.ts';
-import { timingSafeEqual } from 'node:crypto';
 import { chainHash, pendingMac, type AuditHead, type AuditRow } from './audit-chain.ts';
-import pg from 'pg';
 import type { Database } from './database.ts';
 
-const { escapeLiteral } = pg;
 
 /**
  * Sealing moves committed entries from `audit_pending` into the chain of
@@ -72,7 +71,7 @@ function selectPending(versions: readonly number[]): string {
 /**
  * Builds the statement of a seal with its values as SQL literals, so that it
  * can travel with COMMIT in one message. `rows` is the JSON text of the
- * chained rows, which pg's escapeLiteral quotes here. The ids are digit
+ * chained rows, which quoteLiteral quotes here. The ids are digit
  * strings as Postgres printed them, and the head is a number and hex. The
  * statement deletes the sealed pending rows, appends them to audit_log and
  * moves the head.
@@ -87,11 +86,22 @@ function sealStatement(rows: string, head: AuditHead, ids: readonly string[]): s
     SELECT x.seq, x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
            ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.outcome, x.key_version,
            decode(x.prev_hash, 'hex'), decode(x.hash, 'hex'), x.item_counts, decode(x.nonce, 'hex')
-    FROM jsonb_to_recordset(${escapeLiteral(rows)}::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
+    FROM jsonb_to_recordset(${quoteLiteral(rows)}::jsonb) AS x(seq bigint, at timestamptz, actor_id text, actor_location text, action text,
          purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, outcome text,
          key_version integer, prev_hash text, hash text, item_counts jsonb, nonce text)
   )
   UPDATE audit_head SET seq = ${head.seq}, hash = decode('${head.hash.toString('hex')}', 'hex') WHERE id = 1`;
+}
+
+/**
+ * Quotes `text` as an SQL string literal, as pg's escapeLiteral does: quotes
+ * doubled, and with a backslash present an E'' literal with backslashes
+ * doubled. Whole-string replacements instead of escapeLiteral's loop over
+ * characters, which built a new string per character of the seal's JSON.
+ */
+export function quoteLiteral(text: string): string {
+  const quoted = text.replaceAll("'", "''");
+  return text.includes('\\') ? ` E'${quoted.replaceAll('\\', '\\\\')}'` : `'${quoted}'`;
 }
 
 /** A pending row as selectPending returns it; the columns are null when `oversized`. */
