@@ -193,7 +193,7 @@ for (const database of testDatabases()) {
       assert.ok(logLines.some((line) => line.includes('audit.denied_failed')), logLines.join(''));
     });
 
-    test('flood of refusals gets only refusals', async () => {
+    test('flood of refusals is refused and audited whole', async () => {
       const subjectToken = await newSubject();
       const before = (await deniedRows()).length;
       const responses = await Promise.all(
@@ -204,9 +204,9 @@ for (const database of testDatabases()) {
       const statuses = [...new Set(responses.map((response) => response.status))];
       assert.deepEqual(statuses, [403]);
 
+      // Refusals that arrive together share one statement, so a flood far below the cap is audited whole.
       const written = (await deniedRows()).length - before;
-      assert.ok(written >= 1, `${written} denied entries written`);
-      assert.ok(written <= 60, `${written} denied entries written`);
+      assert.equal(written, 60);
       const verification = await verifyAudit(db, store.keyring);
       assert.equal(verification.ok, true, JSON.stringify(verification));
     });

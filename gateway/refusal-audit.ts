@@ -1,9 +1,10 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { DomicileError } from '../policy/index.ts';
-import { appendAudit, type AuditEntry } from '../store/audit.ts';
+import { appendAuditEntries, type AuditEntry } from '../store/audit.ts';
 import type { Credential } from '../store/credentials.ts';
 import { withTransaction, type Database } from '../store/database.ts';
+import { createGroupRunner } from '../store/vault-group.ts';
 import { isSubjectToken } from '../store/record-crypto.ts';
 import { actorOf, credentialOf } from './auth.ts';
 import type { GatewayDeps } from './deps.ts';
@@ -15,8 +16,14 @@ import type { GatewayDeps } from './deps.ts';
  * failed write is logged and the refusal is sent all the same.
  */
 
-/** Concurrent denied-entry writes per database; refusals beyond it are counted and logged instead of audited. */
-export const MAX_PENDING_REFUSAL_AUDITS = 16;
+/**
+ * Denied entries waiting to be written per database. Refusals that arrive
+ * together share one statement (see createGroupRunner), so a flood costs a
+ * few statements per batch of refusals; beyond this many waiting, refusals
+ * are counted and logged instead of audited, which bounds the memory a flood
+ * can take.
+ */
+export const MAX_PENDING_REFUSAL_AUDITS = 5_000;
 /** Maximum time in milliseconds that a refusal waits for its audit write; the write goes on after it. */
 export const REFUSAL_AUDIT_WAIT_MS = 2_000;
 const SKIPPED_LOG_INTERVAL_MS = 10_000;
@@ -38,15 +45,21 @@ interface RefusalAuditState {
   pending: number;
   skipped: number;
   lastSkipLog: number;
+  write: (entry: AuditEntry) => Promise<void>;
 }
 
 const states = new WeakMap<Database, RefusalAuditState>();
 
-function stateOf(db: Database): RefusalAuditState {
-  let state = states.get(db);
+function stateOf(deps: GatewayDeps): RefusalAuditState {
+  let state = states.get(deps.db);
   if (state === undefined) {
-    state = { pending: 0, skipped: 0, lastSkipLog: 0 };
-    states.set(db, state);
+    // One statement and one seal per group of refusals.
+    const write = createGroupRunner(async (entries: readonly AuditEntry[]) => {
+      await withTransaction(deps.db, (client) => appendAuditEntries(client, deps.keyring, entries));
+      return entries.map(() => ({ ok: true as const, value: undefined }));
+    });
+    state = { pending: 0, skipped: 0, lastSkipLog: 0, write };
+    states.set(deps.db, state);
   }
   return state;
 }
@@ -76,20 +89,20 @@ function auditEntry(deps: GatewayDeps, credential: Credential, context: RefusalC
 /**
  * Appends a `denied` audit entry for a refused request. Never throws, so
  * the caller always goes on to send its refusal: a failed write is logged
- * (without the error message, which may quote a value), writes beyond
- * MAX_PENDING_REFUSAL_AUDITS are skipped, counted and logged, and a slow
- * write is awaited for at most REFUSAL_AUDIT_WAIT_MS.
+ * (without the error message, which may quote a value), refusals beyond
+ * MAX_PENDING_REFUSAL_AUDITS waiting are skipped, counted and logged, and a
+ * slow write is awaited for at most REFUSAL_AUDIT_WAIT_MS.
  */
 export async function auditRefusal(deps: GatewayDeps, credential: Credential, context: RefusalContext): Promise<void> {
-  const state = stateOf(deps.db);
+  const state = stateOf(deps);
   if (state.pending >= MAX_PENDING_REFUSAL_AUDITS) {
     noteSkipped(deps.logger, state, context.action);
     return;
   }
 
   state.pending += 1;
-  const write = withTransaction(deps.db, (client) => appendAudit(client, deps.keyring, auditEntry(deps, credential, context)))
-    .then(() => undefined)
+  const write = state
+    .write(auditEntry(deps, credential, context))
     .catch((error: unknown) => {
       deps.logger.warn(
         { event: 'audit.denied_failed', action: context.action, credentialId: credential.id, errorName: error instanceof Error ? error.name : typeof error },
