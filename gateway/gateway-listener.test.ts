@@ -220,7 +220,12 @@ for (const database of testDatabases()) {
         .send(Buffer.from('{"recordType":"customer"}', 'utf16le'));
       assert.equal(utf16.status, 415);
       assert.equal(utf16.body.error.message, 'request body must be JSON in UTF-8');
-      for (const contentType of ['application/json; x="a;charset=utf-8"; charset=utf-16le', 'application/json; charset=utf-8; charset=utf-16le']) {
+      for (const contentType of [
+        'application/json; x="a;charset=utf-8"; charset=utf-16le',
+        'application/json; charset=utf-8; charset=utf-16le',
+        'application/json; charset =utf-16le',
+        'application/json; charset\t= utf-16le',
+      ]) {
         const smuggled = await request(app)
           .post('/api/v1/records')
           .set('Authorization', `Bearer ${secrets.inCountry}`)

@@ -45,6 +45,8 @@ interface RefusalAuditState {
   pending: number;
   skipped: number;
   lastSkipLog: number;
+  /** Logs the skips counted since the last line, once a flood ends. */
+  flush: NodeJS.Timeout | undefined;
   write: (entry: AuditEntry) => Promise<void>;
 }
 
@@ -58,7 +60,7 @@ function stateOf(deps: GatewayDeps): RefusalAuditState {
       await withTransaction(deps.db, (client) => appendAuditEntries(client, deps.keyring, entries));
       return entries.map(() => ({ ok: true as const, value: undefined }));
     });
-    state = { pending: 0, skipped: 0, lastSkipLog: 0, write };
+    state = { pending: 0, skipped: 0, lastSkipLog: 0, flush: undefined, write };
     states.set(deps.db, state);
   }
   return state;
@@ -124,11 +126,21 @@ export async function auditRefusal(deps: GatewayDeps, credential: Credential, co
 
 function noteSkipped(logger: Logger, state: RefusalAuditState, action: string): void {
   state.skipped += 1;
-  const now = Date.now();
-  if (now - state.lastSkipLog >= SKIPPED_LOG_INTERVAL_MS) {
+  const log = (): void => {
+    if (state.flush !== undefined) clearTimeout(state.flush);
+    state.flush = undefined;
+    if (state.skipped === 0) return;
     logger.warn({ event: 'audit.denied_skipped', action, skipped: state.skipped }, 'refused requests were not audited: too many audit writes in progress');
-    state.lastSkipLog = now;
+    state.lastSkipLog = Date.now();
     state.skipped = 0;
+  };
+  const sinceLast = Date.now() - state.lastSkipLog;
+  if (sinceLast >= SKIPPED_LOG_INTERVAL_MS) {
+    log();
+  } else if (state.flush === undefined) {
+    // The skips of the last interval of a flood are logged too, when no later skip would log them.
+    state.flush = setTimeout(log, SKIPPED_LOG_INTERVAL_MS - sinceLast);
+    state.flush.unref();
   }
 }
 

@@ -1,4 +1,3 @@
-import { MIMEType } from 'node:util';
 import type { RequestHandler } from 'express';
 import type { z } from 'zod';
 import { DomicileError, jsonPath, unknownKeyIssue, type Issue, type Policy } from '../policy/index.ts';
@@ -55,22 +54,25 @@ export function parseInput<T extends z.ZodType>(schema: T, input: unknown, root:
 /**
  * Reports whether a Content-Type names no charset or UTF-8 only. The JSON
  * parser would decode other UTF charsets such as UTF-16 and then fail on the
- * text, and parsers disagree on which of two charset parameters counts, so a
- * second `charset=` anywhere in the header, also inside a quoted value, is
- * rejected rather than guessed.
+ * text, and parsers disagree on which of two charset parameters counts and
+ * on spaces around `=`. So every `;`-separated part whose name, trimmed, is
+ * `charset` counts, also one inside a quoted value, and anything but exactly
+ * one `utf-8` or none is rejected rather than guessed.
  */
 function isUtf8ContentType(header: string): boolean {
-  const mentions = header.toLowerCase().split(';').filter((part) => part.trim().startsWith('charset=')).length;
-  if (mentions > 1) {
-    return false;
+  const charsets = header
+    .split(';')
+    .slice(1)
+    .map((part) => {
+      const equals = part.indexOf('=');
+      return equals < 0 ? undefined : { name: part.slice(0, equals).trim().toLowerCase(), value: part.slice(equals + 1).trim() };
+    })
+    .filter((parameter) => parameter !== undefined && parameter.name === 'charset');
+  if (charsets.length === 0) {
+    return true;
   }
-  let charset: string | null;
-  try {
-    charset = new MIMEType(header).params.get('charset');
-  } catch {
-    return false;
-  }
-  return charset === null || charset.toLowerCase() === 'utf-8' || charset.toLowerCase() === 'utf8';
+  const value = charsets[0]?.value.replace(/^"(.*)"$/, '$1').toLowerCase();
+  return charsets.length === 1 && value === 'utf-8';
 }
 
 export const requireJsonBody: RequestHandler = (req, _res, next) => {

@@ -188,6 +188,28 @@ for (const database of testDatabases()) {
       assert.deepEqual(await verifyAudit(db, store.keyring), { ok: true, count: before + 3 });
     });
 
+    test('rows shaped unlike real entries are rejected without reading them', async () => {
+      const before = await chainedCount(db);
+      const columns = 'id, at, actor_id, actor_location, action, fields, value_hmacs, outcome, key_version, nonce, mac';
+      const bad = [
+        // A negative id sorts first in every batch.
+        `(-1, now(), 'x', 'x', 'x', '{}', '{}', 'ok', 1, '\\x01', '\\x02')`,
+        // All-NULL arrays print as text far longer than their stored size.
+        `(-2, now(), 'x', 'x', 'x', array_fill(NULL::text, ARRAY[200000]), '{}', 'ok', 1, '\\x03', '\\x04')`,
+        `(-3, now(), repeat('a', 300000), 'x', 'x', '{}', '{}', 'ok', 1, '\\x05', '\\x06')`,
+        `(-4, now(), 'x', 'x', 'x', '{}', '[1, 2, 3]', 'ok', 1, '\\x07', '\\x08')`,
+        `(-5, now(), 'x', 'x', 'x', '{{a,b},{c,d}}', '{}', 'ok', 1, '\\x09', '\\x0a')`,
+        `(-6, now(), 'x', 'x', 'x', '{}', '{"k": {"nested": true}}', 'ok', 1, '\\x0b', '\\x0c')`,
+      ];
+      await db.pool.query(`INSERT INTO audit_pending (${columns}) VALUES ${bad.join(', ')}`);
+      await leavePending('well-formed');
+      const rejected: string[] = [];
+      assert.equal(await sealAudit(db, store.keyring, (entry) => rejected.push(entry.id)), 7);
+      assert.deepEqual(rejected.sort(), ['-1', '-2', '-3', '-4', '-5', '-6']);
+      assert.equal(await countPendingAudit(db), 0);
+      assert.deepEqual(await verifyAudit(db, store.keyring), { ok: true, count: before + 7 });
+    });
+
     test('entries of a key version this keyring lacks wait without blocking others', async () => {
       const before = await chainedCount(db);
       const foreign = await leavePending('foreign-version');

@@ -26,24 +26,41 @@ const SEALER_ACTOR_ID = 'system:audit-sealer';
 const REJECTED_ACTION = 'audit.entry_rejected';
 
 /**
- * Largest pending entry the seal reads, in bytes of its text columns. Real
- * entries hold names and hashes, a few hundred bytes. A larger row was
- * written by someone else, and reading it whole could exhaust this process.
+ * Whether the pending row `p` has the shape of an entry this code writes:
+ * short texts, a flat array of at most 1,000 field names without NULLs, and
+ * small objects of strings and numbers. Real entries hold names and hashes, a
+ * few hundred bytes. A row outside these bounds was written by someone else,
+ * and reading it whole could exhaust this process, so the seal rejects it
+ * without reading its content. `octet_length` reads the stored length of a
+ * compressed text without expanding it. The CASE guards keep `jsonb_each`
+ * away from non-objects, on which it would fail the whole seal.
  */
-const MAX_ENTRY_BYTES = 64 * 1024;
-
-/** Bytes of the text columns of the audit_pending row `p`, computed in the database. */
-const ENTRY_BYTES = `(octet_length(p.actor_id) + octet_length(p.actor_location) + octet_length(p.action)
-  + coalesce(octet_length(p.purpose), 0) + coalesce(octet_length(p.subject_token), 0) + coalesce(octet_length(p.record_type), 0)
-  + coalesce(octet_length(array_to_string(p.fields, ',')), 0) + octet_length(p.value_hmacs::text)
-  + coalesce(octet_length(p.item_counts::text), 0) + octet_length(p.outcome) + octet_length(p.nonce) + octet_length(p.mac))`;
+const WELL_FORMED = `(
+  octet_length(p.actor_id) <= 1024 AND octet_length(p.actor_location) <= 64 AND octet_length(p.action) <= 256
+  AND coalesce(octet_length(p.purpose), 0) <= 1024 AND coalesce(octet_length(p.subject_token), 0) <= 256
+  AND coalesce(octet_length(p.record_type), 0) <= 256 AND octet_length(p.outcome) <= 64
+  AND octet_length(p.nonce) <= 64 AND octet_length(p.mac) <= 64
+  AND coalesce(cardinality(p.fields), 0) <= 1000 AND coalesce(array_ndims(p.fields), 1) = 1
+  AND array_position(p.fields, NULL) IS NULL
+  AND coalesce(octet_length(array_to_string(p.fields, ',')), 0) <= 65536
+  AND CASE WHEN jsonb_typeof(p.value_hmacs) = 'object'
+        THEN (SELECT count(*) <= 100 AND coalesce(bool_and(jsonb_typeof(e.value) = 'string' AND octet_length(e.key) <= 256
+                                                            AND octet_length(e.value #>> '{}') <= 256), true)
+              FROM jsonb_each(p.value_hmacs) AS e)
+        ELSE false END
+  AND CASE WHEN p.item_counts IS NULL THEN true
+        WHEN jsonb_typeof(p.item_counts) = 'object'
+        THEN (SELECT count(*) <= 1000 AND coalesce(bool_and(jsonb_typeof(e.value) = 'number' AND octet_length(e.key) <= 256), true)
+              FROM jsonb_each(p.item_counts) AS e)
+        ELSE false END
+)`;
 
 /**
  * Selects the pending entries of the key versions in this process's keyring,
  * in id order. An entry of another version, written by a process with a
  * newer keyring, waits for a sealer whose keyring has that version instead of
- * being rejected here. An oversized entry comes back with only its id and
- * `oversized` set. `replayed` is set when audit_log already holds its nonce.
+ * being rejected here. An entry outside WELL_FORMED comes back with only its
+ * id and `oversized` set. `replayed` is set when audit_log already holds its nonce.
  */
 function selectPending(versions: readonly number[]): string {
   return `
@@ -63,7 +80,7 @@ function selectPending(versions: readonly number[]): string {
          CASE WHEN s.oversized THEN NULL ELSE p.nonce END AS nonce,
          CASE WHEN s.oversized THEN NULL ELSE p.mac END AS mac
   FROM audit_pending p
-  CROSS JOIN LATERAL (SELECT coalesce(${ENTRY_BYTES} > ${MAX_ENTRY_BYTES}, false) AS oversized) s
+  CROSS JOIN LATERAL (SELECT NOT coalesce(${WELL_FORMED}, false) AS oversized) s
   WHERE p.key_version = ANY(ARRAY[${versions.join(',')}]::integer[])
   ORDER BY p.id LIMIT ${SEAL_BATCH}`;
 }
@@ -160,7 +177,7 @@ async function sealBatch(db: Database, keyring: Keyring, onRejected: (rejected: 
       return 0;
     }
     const ids = pending.map((row) => row.id);
-    if (!ids.every((id) => /^[0-9]{1,19}$/.test(id))) {
+    if (!ids.every((id) => /^-?[0-9]{1,19}$/.test(id))) {
       throw new Error('audit_pending returned an id that is not a bigint');
     }
     const chained = chainRows({ seq: Number(locked.seq), hash: locked.hash }, pending, keyring, rejected);
@@ -216,7 +233,7 @@ function chainRows(head: AuditHead, pending: readonly PendingRow[], keyring: Key
 /** Returns the fields to chain for `entry`, or why it is rejected. */
 function checkedFields(entry: PendingRow, keyring: Keyring): Omit<AuditRow, 'seq' | 'prev_hash' | 'hash'> | string {
   if (entry.oversized) {
-    return `entry is larger than ${MAX_ENTRY_BYTES} bytes`;
+    return 'entry is larger or shaped otherwise than entries this code writes';
   }
   if (entry.replayed) {
     return 'nonce is already chained: the entry was copied';
@@ -300,10 +317,15 @@ export async function countPendingOfOtherVersions(db: Database, versions: readon
   return result.rows[0]?.count ?? 0;
 }
 
-/** Entries written but not yet chained, and the age of the oldest in seconds (0 when none). */
-export async function pendingAuditStats(db: Database): Promise<{ count: number; oldestAgeSeconds: number }> {
+/**
+ * Entries written but not yet chained, and the age of the oldest in seconds
+ * (0 when none); with `versions`, only entries of those key versions.
+ */
+export async function pendingAuditStats(db: Database, versions?: readonly number[]): Promise<{ count: number; oldestAgeSeconds: number }> {
   const result = await db.pool.query<{ count: number; age: number | null }>(
-    'SELECT count(*)::int AS count, extract(epoch FROM now() - min(at))::float8 AS age FROM audit_pending',
+    `SELECT count(*)::int AS count, extract(epoch FROM now() - min(at))::float8 AS age FROM audit_pending
+     WHERE $1::integer[] IS NULL OR key_version = ANY($1::integer[])`,
+    [versions ?? null],
   );
   const row = result.rows[0];
   return { count: row?.count ?? 0, oldestAgeSeconds: Math.max(0, row?.age ?? 0) };
