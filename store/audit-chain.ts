@@ -13,9 +13,8 @@ const CHAIN_NAMESPACE = 'audit-chain';
 /** The `prev_hash` of the first row. */
 export const GENESIS_HASH = Buffer.alloc(32);
 
-/** One row of `audit_log`, with `at` as an ISO 8601 string in milliseconds. */
-export interface AuditRow {
-  seq: number;
+/** The fields of an audit entry that `audit_log` and `audit_pending` share, with `at` as an ISO 8601 string in milliseconds. */
+export interface AuditFields {
   at: string;
   actor_id: string;
   actor_location: string;
@@ -28,6 +27,11 @@ export interface AuditRow {
   item_counts: Record<string, number> | null;
   outcome: string;
   key_version: number;
+}
+
+/** One row of `audit_log`. */
+export interface AuditRow extends AuditFields {
+  seq: number;
   /** Hex of the entry's nonce; null for entries chained before entries had one. */
   nonce: string | null;
   prev_hash: Buffer;
@@ -69,19 +73,7 @@ export interface AuditHead {
 }
 
 /** The fields of an entry that waits in `audit_pending`, as its MAC covers them. */
-export interface PendingEntry {
-  at: string;
-  actor_id: string;
-  actor_location: string;
-  action: string;
-  purpose: string | null;
-  subject_token: string | null;
-  record_type: string | null;
-  fields: string[];
-  value_hmacs: Record<string, string>;
-  item_counts: Record<string, number> | null;
-  outcome: string;
-  key_version: number;
+export interface PendingEntry extends AuditFields {
   /** Hex of 16 random bytes, unique per entry. */
   nonce: string;
 }

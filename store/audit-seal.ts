@@ -3,7 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { chainHash, pendingMac, type AuditHead, type AuditRow } from './audit-chain.ts';
-import type { Database } from './database.ts';
+import { withClient, type Database } from './database.ts';
 
 
 /**
@@ -60,7 +60,7 @@ const WELL_FORMED = `(
  * in id order. An entry of another version, written by a process with a
  * newer keyring, waits for a sealer whose keyring has that version instead of
  * being rejected here. An entry outside WELL_FORMED comes back with only its
- * id and `oversized` set. `replayed` is set when audit_log already holds its nonce.
+ * id and `oversized` set. `replayed` is set when audit_log already contains its nonce.
  */
 function selectPending(versions: readonly number[]): string {
   return `
@@ -158,11 +158,8 @@ export interface RejectedEntry {
  * reported once the seal committed.
  */
 async function sealBatch(db: Database, keyring: Keyring, onRejected: (rejected: RejectedEntry) => void): Promise<number> {
-  const client = await db.pool.connect();
-  let broken: Error | undefined;
   const rejected: RejectedEntry[] = [];
-  let sealed: number;
-  try {
+  const sealed = await withClient(db, async (client) => {
     // The simple query protocol runs the three statements in order, each with a new snapshot.
     const results = (await client.query(
       `BEGIN; SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE; ${selectPending(keyring.auditVersions())}`,
@@ -176,23 +173,15 @@ async function sealBatch(db: Database, keyring: Keyring, onRejected: (rejected: 
       await client.query('ROLLBACK');
       return 0;
     }
+
     const ids = pending.map((row) => row.id);
     if (!ids.every((id) => /^-?[0-9]{1,19}$/.test(id))) {
       throw new Error('audit_pending returned an id that is not a bigint');
     }
     const chained = chainRows({ seq: Number(locked.seq), hash: locked.hash }, pending, keyring, rejected);
     await client.query(`${sealStatement(JSON.stringify(chained.rows), chained.head, ids)}; COMMIT`);
-    sealed = pending.length;
-  } catch (error) {
-    try {
-      await client.query('ROLLBACK');
-    } catch (rollbackError) {
-      broken = rollbackError as Error;
-    }
-    throw error;
-  } finally {
-    client.release(broken);
-  }
+    return pending.length;
+  });
   for (const entry of rejected) {
     onRejected(entry);
   }
@@ -272,7 +261,7 @@ function checkedFields(entry: PendingRow, keyring: Keyring): Omit<AuditRow, 'seq
   return row;
 }
 
-/** Returns the fields of the entry that stands in for a rejected one. */
+/** Returns the fields of the entry that the chain gets in place of a rejected one. */
 function rejectedFields(keyring: Keyring): Omit<AuditRow, 'seq' | 'prev_hash' | 'hash'> {
   return {
     at: new Date().toISOString(),
@@ -348,8 +337,8 @@ export interface AuditSealer {
 const LOGGED_IDS = 20;
 
 /**
- * Logs the pending entries that one seal rejected, as one line with their
- * count, the first ids and the reasons; their content stays out of the log.
+ * Logs the pending entries that one seal rejected as one line with their
+ * count, the first ids and the reasons. Their content stays out of the log.
  */
 export function logRejected(logger: Logger | undefined, rejected: readonly RejectedEntry[]): void {
   if (rejected.length === 0) {
@@ -378,7 +367,7 @@ export async function sealAuditLogged(db: Database, keyring: Keyring, logger: Lo
 
 const sealers = new WeakMap<Database, AuditSealer>();
 
-/** The one sealer of `db` in this process. */
+/** Returns the one sealer of `db` in this process. */
 export function auditSealerFor(db: Database): AuditSealer {
   let sealer = sealers.get(db);
   if (sealer === undefined) {

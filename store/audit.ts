@@ -2,7 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { secureRandomBytes } from '../tokenizer/random-pool.ts';
 import { chainHash, GENESIS_HASH, pendingMac, type AuditRow, type PendingEntry } from './audit-chain.ts';
-import { afterCommit, type Database, type Queryable } from './database.ts';
+import { afterCommit, withTransaction, type Database, type Queryable } from './database.ts';
 import { auditSealerFor } from './audit-seal.ts';
 import type { Actor } from './types.ts';
 
@@ -73,23 +73,7 @@ export async function verifyAudit(
   keyring: Keyring,
   onProgress?: (checked: number) => void,
 ): Promise<AuditVerification> {
-  const client = await db.pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const result = await walkChain(client, keyring, onProgress);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    try {
-      await client.query('ROLLBACK');
-    } catch (rollbackError) {
-      broken = rollbackError as Error;
-    }
-    throw error;
-  } finally {
-    client.release(broken);
-  }
+  return withTransaction(db, (client) => walkChain(client, keyring, onProgress), { snapshot: true });
 }
 
 async function walkChain(client: Queryable, keyring: Keyring, onProgress?: (checked: number) => void): Promise<AuditVerification> {
@@ -168,7 +152,7 @@ export const INSERT_PENDING_ROWS = `
 /**
  * Writes entries inside the caller's transaction, in the order given. They
  * commit or roll back with the operation they record, so an operation whose
- * entry cannot be written fails. The entries land in `audit_pending`; after
+ * entry cannot be written fails. The entries land in `audit_pending`. After
  * the transaction commits, the sealer of the database chains them into
  * `audit_log` (see `sealAudit`), and `withTransaction` returns only after that
  * seal, so callers respond with their entries already chained. Writing needs

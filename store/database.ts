@@ -148,32 +148,47 @@ function watchPool(pool: pg.Pool, logger: Logger): void {
 }
 
 /**
- * Runs `fn` in one transaction on one pooled client: COMMIT when it resolves,
- * ROLLBACK when it throws. Inside `fn`, use only `client`: against PGlite the
- * pool has one connection, so a query on `db.pool` would wait forever.
+ * Runs `fn` with one pooled client. When `fn` throws, the client's open
+ * transaction is rolled back before the client goes back to the pool, and a
+ * client that cannot roll back is discarded instead.
  */
-export async function withTransaction<T>(db: Database, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+export async function withClient<T>(db: Database, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await db.pool.connect();
   let broken: Error | undefined;
-  const hooks = new Map<string, CommitHook>();
-  let result: T;
   try {
-    await client.query('BEGIN');
-    commitHooks.set(client, hooks);
-    result = await fn(client);
-    await client.query('COMMIT');
+    return await fn(client);
   } catch (error) {
     try {
       await client.query('ROLLBACK');
     } catch (rollbackError) {
-      // A client that cannot roll back must not go back to the pool.
       broken = rollbackError as Error;
     }
     throw error;
   } finally {
-    commitHooks.delete(client);
     client.release(broken);
   }
+}
+
+/**
+ * Runs `fn` in one transaction on one pooled client: COMMIT when it resolves,
+ * ROLLBACK when it throws. Inside `fn`, use only `client`: against PGlite the
+ * pool has one connection, so a query on `db.pool` would wait forever. With
+ * `snapshot`, the transaction reads one REPEATABLE READ snapshot and writes
+ * nothing.
+ */
+export async function withTransaction<T>(db: Database, fn: (client: pg.PoolClient) => Promise<T>, options: { snapshot?: boolean } = {}): Promise<T> {
+  const hooks = new Map<string, CommitHook>();
+  const result = await withClient(db, async (client) => {
+    await client.query(options.snapshot === true ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN');
+    commitHooks.set(client, hooks);
+    try {
+      const value = await fn(client);
+      await client.query('COMMIT');
+      return value;
+    } finally {
+      commitHooks.delete(client);
+    }
+  });
   // After the release: with PGlite the pool has one connection, which a hook needs.
   for (const hook of hooks.values()) {
     await hook(db);
@@ -192,7 +207,7 @@ const commitHooks = new WeakMap<object, Map<string, CommitHook>>();
 
 /**
  * Runs `hook` once after the transaction of `client` commits, when `client`
- * is inside `withTransaction`; a hook registered again under the same `key`
+ * is inside `withTransaction`. A hook registered again under the same `key`
  * in one transaction runs once. Returns false, and registers nothing, for a
  * client outside `withTransaction`, such as the pool itself.
  */
