@@ -159,7 +159,7 @@ function perRecord(figures: Figures, recordsPerOperation: number): Figures {
 }
 
 /**
- * The CPU work of one created record without database and HTTP, as the
+ * Does the CPU work of one created record without database and HTTP, as the
  * create path does it: validation and normalization, a data key wrapped by
  * the KEK, one AES-GCM encryption per field and the blind index of each
  * searchable field.

@@ -122,10 +122,10 @@ function registerOutboxGauges(registry: Registry, db: Database, logger: Logger, 
 }
 
 /**
- * Gauges of the audit entries written but not yet chained. A count that
- * stays up, or an age beyond a few seconds, means seals fail (see the log
- * event `audit.seal_failed`) or entries of a key version no running process
- * holds wait for one.
+ * Registers gauges of the audit entries written but not yet chained. A count
+ * that stays up, or an age beyond a few seconds, means that seals fail (see
+ * the log event `audit.seal_failed`), or that entries wait for a process
+ * whose keyring has their key version.
  */
 function registerAuditGauges(registry: Registry, db: Database, logger: Logger): void {
   let pending: Promise<{ count: number; oldestAgeSeconds: number } | undefined> | undefined;

@@ -17,11 +17,11 @@ import type { GatewayDeps } from './deps.ts';
  */
 
 /**
- * Denied entries waiting to be written per database. Refusals that arrive
- * together share one statement (see createGroupRunner), so a flood costs a
- * few statements per batch of refusals; beyond this many waiting, refusals
- * are counted and logged instead of audited, which bounds the memory a flood
- * can take.
+ * Maximum number of denied entries waiting to be written per database.
+ * Refusals that arrive together share one statement (see createGroupRunner),
+ * so a flood costs a few statements per batch of refusals. Beyond this many
+ * waiting, refusals are counted and logged instead of audited, which bounds
+ * the memory a flood can take.
  */
 export const MAX_PENDING_REFUSAL_AUDITS = 5_000;
 /** Maximum time in milliseconds that a refusal waits for its audit write; the write goes on after it. */
@@ -89,9 +89,9 @@ function auditEntry(deps: GatewayDeps, credential: Credential, context: RefusalC
 }
 
 /**
- * Appends a `denied` audit entry for a refused request. Never throws, so
- * the caller always goes on to send its refusal: a failed write is logged
- * (without the error message, which may quote a value), refusals beyond
+ * Appends a `denied` audit entry for a refused request. It never throws, so
+ * the caller always goes on to send its refusal. A failed write is logged
+ * without the error message, which may quote a value. Refusals beyond
  * MAX_PENDING_REFUSAL_AUDITS waiting are skipped, counted and logged, and a
  * slow write is awaited for at most REFUSAL_AUDIT_WAIT_MS.
  */

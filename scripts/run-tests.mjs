@@ -128,7 +128,7 @@ function readTapTotals(tap) {
 }
 
 // Node's totals count skipped tests but not skipped suites (a `describe` with `skip`),
-// whose tests never run; every skip, of either kind, is an `ok` line with `# SKIP`.
+// whose tests never run. Every skip, of either kind, is an `ok` line with `# SKIP`.
 function countSkippedSuites(tap, skippedTests) {
   const skipLines = tap.split('\n').filter((line) => /^\s*ok \d+ .*# SKIP/.test(line)).length;
   return Math.max(0, skipLines - skippedTests);

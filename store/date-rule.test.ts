@@ -91,7 +91,8 @@ for (const database of testDatabases()) {
       assert.equal(results[0]?.ok, true);
       assert.equal(results[1]?.ok, false);
       const failed = results[1];
-      assert.ok(failed !== undefined && !failed.ok);
+      assert.ok(failed !== undefined);
+      assert.ok(!failed.ok);
       assert.equal(failed.error.code, 'invalid_value');
     });
   });

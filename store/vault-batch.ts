@@ -55,15 +55,16 @@ class IdempotencyRace extends Error {}
  */
 export async function createRecords(deps: VaultDeps, input: { items: readonly BatchCreateItem[]; actor: Actor }): Promise<BatchCreateResult[]> {
   const results = await createForActors(deps, input.items.map((item) => ({ ...item, actor: input.actor })));
-  // Answer only once the entries are chained, as every audited operation does.
+  // Return only once the entries are chained, as every audited operation does.
   await auditSealerFor(deps.db).seal(deps.keyring);
   return results;
 }
 
 /**
- * Like `createRecords`, with an actor per item, and returning once the
- * records and their audit entries committed: the caller seals before it
- * answers, so that a group can make way for the next one during the seal.
+ * Creates records like `createRecords`, with an actor per item, and returns
+ * once the records and their audit entries committed. The caller seals
+ * before it responds, so that a group can make way for the next one during
+ * the seal.
  */
 export async function createForActors(deps: VaultDeps, items: readonly ActorCreateItem[]): Promise<BatchCreateResult[]> {
   for (let attempt = 1; ; attempt += 1) {

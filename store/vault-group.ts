@@ -70,7 +70,7 @@ export function createGroupRunner<I, O>(run: (items: readonly I[]) => Promise<Re
 
 /**
  * Group commit for single creates (see createGroupRunner). Each caller gets
- * its answer only after its records committed and their audit entries were
+ * its result only after its records committed and their audit entries were
  * chained. The seal runs after the group made way for the next one, so one
  * seal often chains the entries of several groups. Invalid values fail only
  * their own item, but a database failure fails every create of the group.

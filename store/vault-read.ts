@@ -40,13 +40,14 @@ ORDER BY k.n`;
 
 /**
  * Returns the read operation of the vault. Reads that arrive together are
- * served as a group (see createGroupRunner): one statement reads every
+ * served as a group (see createGroupRunner). One statement reads every
  * record, then one statement writes a `record.read` entry per record
- * returned, and no value leaves before that statement committed and the
- * entries are chained (the caller waits for the seal after its group). Each statement commits on its own: a read changes
- * nothing, so only its order before the answer matters. A read that fails
- * (unknown subject, erased, no record, undecryptable) fails alone and writes
- * no audit entry; a database failure fails the whole group.
+ * returned. No value leaves before that statement committed and the entries
+ * are chained, because the caller waits for the seal after its group. Each
+ * statement commits on its own: a read changes nothing, so only the order
+ * before the response matters. A read that fails (unknown subject, erased,
+ * no record, undecryptable) fails alone and writes no audit entry, while a
+ * database failure fails the whole group.
  */
 export function createReader(deps: VaultDeps): (input: ReadInput) => Promise<RecordView> {
   const grouped = createGroupRunner((items: readonly ReadInput[]) => readGroup(deps, items), groupsInFlight(deps));

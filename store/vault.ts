@@ -130,7 +130,7 @@ async function lookupRecords(deps: VaultDeps, input: LookupInput): Promise<strin
     );
     const tokens = result.rows.map((row) => row.token);
     // One entry per subject found, so the subject access export of each lists
-    // the lookup; a lookup that found nobody still leaves one entry.
+    // the lookup; a lookup that found no subject still leaves one entry.
     const entry = {
       actor: input.actor,
       action: 'record.lookup',

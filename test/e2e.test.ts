@@ -92,7 +92,7 @@ describe('end-to-end flow in a browser', { skip: chromiumPath === undefined ? NO
     const iframe = page.locator('#domicile-widget iframe');
     await iframe.waitFor();
     assert.equal(new URL((await iframe.getAttribute('src')) ?? '').origin, running.gatewayOrigin);
-    // Until the iframe has navigated, it holds the initial about:blank document, which the host may read.
+    // Until the iframe has navigated, it contains the initial about:blank document, which the host may read.
     await page.frameLocator('#domicile-widget iframe').locator('form').first().waitFor();
     const hostCanRead = await page.evaluate(() => {
       const frame = document.querySelector('#domicile-widget iframe') as HTMLIFrameElement | null;
