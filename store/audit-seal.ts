@@ -16,8 +16,12 @@ import { withClient, type Database } from './database.ts';
  *
  * Order: entries are chained in the order of their `audit_pending` id among
  * the entries committed when the seal runs. An entry whose transaction commits
- * after a seal with a higher id already chained joins the next seal; its
+ * after a seal with a higher id already chained joins the next seal. Its
  * sequence number then follows those entries.
+ *
+ * NOTE: the MAC of a pending entry does not cover its id, and nothing records
+ * which entries should be pending. Someone with database write access can
+ * therefore delete or reorder entries before their seal without detection.
  */
 const SEAL_BATCH = 2000;
 
