@@ -73,6 +73,22 @@ for (const database of testDatabases()) {
       assert.deepEqual(await verifyAudit(db, store.keyring), { ok: true, count: before + 2 });
     });
 
+    test('a seal prepares its statements again after the session dropped them', async () => {
+      await sealAudit(db, store.keyring);
+      // Every idle connection of the pool forgets the seal's prepared statements.
+      const clients = await Promise.all(Array.from({ length: Math.max(1, db.pool.idleCount) }, () => db.pool.connect()));
+      for (const client of clients) {
+        const names = await client.query<{ name: string }>("SELECT name FROM pg_prepared_statements WHERE name LIKE 'domicile\\_audit\\_%'");
+        for (const { name } of names.rows) await client.query(`DEALLOCATE ${name}`);
+        client.release();
+      }
+      const before = await chainedCount(db);
+      await appendAuditEntries(db.pool, store.keyring, [{ actor, action: 'record.read', fields: ['after-deallocate'] }]);
+      assert.equal(await sealAudit(db, store.keyring), 1);
+      assert.equal(await chainedCount(db), before + 1);
+      assert.equal((await verifyAudit(db, store.keyring)).ok, true);
+    });
+
     test('failed seal keeps the operation', async () => {
       const before = await chainedCount(db);
       await db.pool.query("ALTER TABLE audit_log ADD CONSTRAINT reject_probe CHECK (action <> 'probe.read') NOT VALID");

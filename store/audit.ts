@@ -164,7 +164,7 @@ export async function appendAuditEntries(client: Queryable, keyring: Keyring, en
   if (entries.length === 0) {
     return;
   }
-  await client.query(INSERT_PENDING_ROWS, [JSON.stringify(pendingRows(keyring, entries))]);
+  await client.query({ name: 'domicile_append_audit', text: INSERT_PENDING_ROWS, values: [JSON.stringify(pendingRows(keyring, entries))] });
   requestSealAfterCommit(client, keyring);
 }
 

@@ -105,6 +105,15 @@ async function openPglite(options: OpenDatabaseOptions): Promise<Database> {
     idleTimeoutMillis: 0,
   });
   watchPool(pool, options.logger);
+  // PGlite serves every connection from its one session, so statements that
+  // an earlier connection prepared are still there. node-pg prepares named
+  // statements again on a new connection, so the new connection drops them
+  // first; the query runs before any query of the client's first user.
+  pool.on('connect', (client) => {
+    client.query('DEALLOCATE ALL').catch((error: Error & { code?: string }) => {
+      options.logger.error({ event: 'database.reset_failed', code: error.code ?? 'unknown' }, 'could not drop the prepared statements of the embedded database session');
+    });
+  });
 
   options.logger.info({ event: 'database.opened', kind: 'pglite' }, 'opened the embedded database (PGlite)');
   return {

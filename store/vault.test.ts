@@ -77,6 +77,16 @@ for (const database of testDatabases()) {
       assert.equal(view.values['name'], person.name);
     });
 
+    test('creates and seals keep working on a new connection', async () => {
+      await store.vault.create({ recordType: 'customer', values: person, actor, purpose: 'signup' });
+      // Destroys every idle connection; the next ones prepare the named statements again.
+      const clients = await Promise.all(Array.from({ length: Math.max(1, db.pool.idleCount) }, () => db.pool.connect()));
+      for (const client of clients) client.release(new Error('connection dropped by the test'));
+      const created = await store.vault.create({ recordType: 'customer', values: person, actor, purpose: 'signup' });
+      const read = await store.vault.read({ subjectToken: created.subjectToken, recordType: 'customer', actor, purpose: 'support' });
+      assert.equal(read.values['email'], normalizedEmail);
+    });
+
     test('create leaves no plaintext in any column', async () => {
       await store.vault.create({ recordType: 'customer', values: person, actor, purpose: 'signup' });
       const dump = await dumpAllTables(db);
