@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -34,6 +34,25 @@ describe('embedded database lock', () => {
       await first.close();
     }
     await assert.rejects(readFile(join(dataDir, 'pglite.lock')), { code: 'ENOENT' });
+  });
+
+  test('the embedded database listens only on a Unix socket in a private folder', async () => {
+    const db = await openDatabase({ dataDir, logger });
+    let folder: string;
+    try {
+      // node-pg takes a host that starts with a slash as the folder of a Unix socket.
+      folder = String(db.pool.options.host);
+      assert.ok(folder.startsWith('/'), 'pool connects through a Unix socket, not a TCP port');
+      assert.equal((await stat(folder)).mode & 0o777, 0o700);
+      const socket = join(folder, `.s.PGSQL.${String(db.pool.options.port)}`);
+      assert.ok((await stat(socket)).isSocket());
+      assert.equal((await stat(socket)).mode & 0o777, 0o600);
+      const result = await db.pool.query<{ answer: number }>('SELECT 42 AS answer');
+      assert.equal(result.rows[0]?.answer, 42);
+    } finally {
+      await db.close();
+    }
+    await assert.rejects(stat(folder), { code: 'ENOENT' });
   });
 
   test('stale lock of a dead process is taken over', async () => {

@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
@@ -33,6 +34,29 @@ export interface OpenDatabaseOptions {
  */
 const PGLITE_POOL_MAX = 1;
 const PGLITE_SOCKET_MAX_CONNECTIONS = 4;
+
+/**
+ * The socket server asks no password, so it listens on a Unix socket in a
+ * new folder that only this user can enter, not on a loopback port that any
+ * local user could connect to. node-pg finds the socket as
+ * `<folder>/.s.PGSQL.<port>`.
+ */
+const PGLITE_SOCKET_PORT = 5432;
+/** Longest socket path that fits `sun_path` on Linux (108 bytes with the final NUL) and macOS (104). */
+const MAX_SOCKET_PATH = 103;
+
+/** Creates the private socket folder; throws when its path is too long for a Unix socket. */
+function privateSocketFolder(): { folder: string; path: string } {
+  const folder = mkdtempSync(join(tmpdir(), 'domicile-pglite-'));
+  const path = join(folder, `.s.PGSQL.${PGLITE_SOCKET_PORT}`);
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+    rmSync(folder, { recursive: true, force: true });
+    throw new DomicileError('unavailable', `the temporary folder ${tmpdir()} has too long a path for the embedded database's Unix socket; set TMPDIR to a shorter one`);
+  }
+  // mkdtemp creates the folder with mode 0700 already; this states it.
+  chmodSync(folder, 0o700);
+  return { folder, path };
+}
 
 /** Opens the database: real Postgres when `databaseUrl` is given, else PGlite in the data folder. */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
@@ -75,29 +99,29 @@ async function openPglite(options: OpenDatabaseOptions): Promise<Database> {
 
   let pglite: PGlite | undefined;
   let server: PGLiteSocketServer | undefined;
+  let socket: { folder: string; path: string } | undefined;
   try {
     // NOTE: PGlite 0.5 runs with fsync=off, and its Node file system has no
     // fsync either. A commit is written to the WAL before it is acknowledged,
     // so it survives a killed process, but not a power loss or an OS crash.
     pglite = await PGlite.create({ dataDir: join(options.dataDir, 'pgdata') });
-    server = new PGLiteSocketServer({
-      db: pglite,
-      host: '127.0.0.1',
-      port: 0,
-      maxConnections: PGLITE_SOCKET_MAX_CONNECTIONS,
-    });
+    socket = privateSocketFolder();
+    server = new PGLiteSocketServer({ db: pglite, path: socket.path, maxConnections: PGLITE_SOCKET_MAX_CONNECTIONS });
     await server.start();
+    chmodSync(socket.path, 0o600);
   } catch (cause) {
     await server?.stop().catch(() => undefined);
     await pglite?.close().catch(() => undefined);
+    if (socket !== undefined) rmSync(socket.folder, { recursive: true, force: true });
     lock.release();
+    if (cause instanceof DomicileError) throw cause;
     throw new DomicileError('unavailable', `cannot open the embedded database in ${options.dataDir}`, { cause });
   }
 
-  const port = Number(server.getServerConn().split(':').pop());
+  const socketFolder = socket.folder;
   const pool = new pg.Pool({
-    host: '127.0.0.1',
-    port,
+    host: socketFolder,
+    port: PGLITE_SOCKET_PORT,
     user: 'postgres',
     database: 'postgres',
     max: PGLITE_POOL_MAX,
@@ -119,7 +143,7 @@ async function openPglite(options: OpenDatabaseOptions): Promise<Database> {
   return {
     pool,
     kind: 'pglite',
-    close: closeOnce(() => closePglite(pool, server, pglite, lock, options.logger)),
+    close: closeOnce(() => closePglite(pool, server, pglite, lock, socketFolder, options.logger)),
   };
 }
 
@@ -128,6 +152,7 @@ async function closePglite(
   server: PGLiteSocketServer,
   pglite: PGlite,
   lock: LockFile,
+  socketFolder: string,
   logger: Logger,
 ): Promise<void> {
   try {
@@ -136,6 +161,7 @@ async function closePglite(
     // close() shuts Postgres down cleanly, which writes a checkpoint to the data folder.
     await pglite.close();
   } finally {
+    rmSync(socketFolder, { recursive: true, force: true });
     lock.release();
   }
   logger.info({ event: 'database.closed', kind: 'pglite' }, 'closed the embedded database');
