@@ -65,11 +65,7 @@ export function createReader(deps: VaultDeps): (input: ReadInput) => Promise<Rec
 
 async function readGroup(deps: VaultDeps, items: readonly ReadInput[]): Promise<Array<GroupResult<RecordView>>> {
   const cache = dataKeyCacheFor(deps.db);
-  const result = await deps.db.pool.query<ReadRow>({
-    name: 'domicile_read_records',
-    text: READ_SQL,
-    values: [items.map((item) => item.subjectToken), items.map((item) => item.recordType)],
-  });
+  const result = await deps.db.pool.query<ReadRow>(READ_SQL, [items.map((item) => item.subjectToken), items.map((item) => item.recordType)]);
   // Unwraps run side by side, which matters when the KEK is in a KMS.
   const outcomes = await Promise.allSettled(items.map((item, index) => readOne(deps, cache, item, result.rows[index])));
   const results: Array<GroupResult<RecordView>> = [];
