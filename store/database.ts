@@ -36,13 +36,13 @@ const PGLITE_POOL_MAX = 1;
 const PGLITE_SOCKET_MAX_CONNECTIONS = 4;
 
 /**
- * The socket server asks no password, so it listens on a Unix socket in a
+ * The socket server requires no password, so it listens on a Unix socket in a
  * new folder that only this user can enter, not on a loopback port that any
  * local user could connect to. node-pg finds the socket as
  * `<folder>/.s.PGSQL.<port>`.
  */
 const PGLITE_SOCKET_PORT = 5432;
-/** Longest socket path that fits `sun_path` on Linux (108 bytes with the final NUL) and macOS (104). */
+/** Maximum socket path length in bytes that fits `sun_path` on Linux (108 with the final NUL) and macOS (104). */
 const MAX_SOCKET_PATH = 103;
 
 /** Creates the private socket folder; throws when its path is too long for a Unix socket. */
@@ -131,8 +131,9 @@ async function openPglite(options: OpenDatabaseOptions): Promise<Database> {
   watchPool(pool, options.logger);
   // PGlite serves every connection from its one session, so statements that
   // an earlier connection prepared are still there. node-pg prepares named
-  // statements again on a new connection, so the new connection drops them
-  // first; the query runs before any query of the client's first user.
+  // statements again on a new connection, which would fail, so the new
+  // connection drops them first. The client runs this query before any
+  // query of its first user.
   pool.on('connect', (client) => {
     client.query('DEALLOCATE ALL').catch((error: Error & { code?: string }) => {
       options.logger.error({ event: 'database.reset_failed', code: error.code ?? 'unknown' }, 'could not drop the prepared statements of the embedded database session');
