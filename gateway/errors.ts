@@ -5,6 +5,8 @@ import { requestIdOf } from './request-log.ts';
 
 /** Fixed message of every unexpected failure; details go to the log under the request id. */
 const INTERNAL_MESSAGE = 'internal error: the gateway logged it under the request id';
+/** SQLSTATE that the database raises for a write under a retired tokenization key version (migration 007). */
+const RETIRED_KEY_VERSION = 'DK001';
 
 /** Sends the error body shape of every gateway error response. */
 export function sendError(res: Response, code: ErrorCode, message: string, issues: readonly Issue[] = []): void {
@@ -95,6 +97,16 @@ function handleError(logger: Logger, error: unknown, res: Response): void {
   // zlib fails with codes such as Z_DATA_ERROR when a body does not match its Content-Encoding.
   if (codeOf(error)?.startsWith('Z_') === true) {
     sendError(res, 'invalid_request', 'request body does not match its Content-Encoding');
+    return;
+  }
+
+  // A process loaded its keys before a tokenization key rotation, and the old version was retired since.
+  if (codeOf(error) === RETIRED_KEY_VERSION) {
+    logger.error(
+      { requestId: requestIdOf(res), errorCode: RETIRED_KEY_VERSION },
+      'write rejected: this process writes under a retired tokenization key version; restart it to load the current keys',
+    );
+    sendError(res, 'unavailable', 'the gateway must be restarted to load the current tokenization keys');
     return;
   }
 

@@ -62,32 +62,43 @@ export async function retireTokenizationSecret(db: Database, keys: KeyProvider, 
   if (version === keyring.currentVersion) {
     throw new DomicileError('conflict', `tokenization key version ${version} is the current version; rotate first, then retire the old version`);
   }
+  await requireUnretired(db.pool, version);
+  // Wrapped before the transaction, so a slow KMS does not keep the tables locked.
+  const bundle = keyring.auditKeyBundle(version);
+  let wrapped: Awaited<ReturnType<KeyProvider['wrap']>>;
+  try {
+    wrapped = await keys.wrap(bundle, tokenizationSecretContext(version));
+  } finally {
+    bundle.fill(0);
+  }
   await withTransaction(db, async (client) => {
     const current = await client.query<{ max: number | null }>('SELECT max(version) AS max FROM tokenization_keys');
     if (current.rows[0]?.max === version) {
       throw new DomicileError('conflict', `tokenization key version ${version} is the current version; rotate first, then retire the old version`);
     }
-    const locked = await client.query('SELECT version FROM tokenization_keys WHERE version = $1 AND retired_at IS NULL FOR UPDATE', [version]);
-    if (locked.rowCount !== 1) {
-      throw new DomicileError('not_found', `tokenization key version ${version} does not exist or was already retired`);
-    }
+    await requireUnretired(client, version, 'FOR UPDATE');
+    // Waits for writes in flight to these tables and holds back new ones until
+    // the commit: the count below includes every row written before, and the
+    // triggers of migration 007 reject rows of this version written after.
+    await client.query('LOCK TABLE blind_index, token_mappings, token_version_uses IN SHARE MODE');
     const usage = await tokenizationKeyUsage(client, version);
     const described = describeUsage(usage);
     if (described !== '') {
       throw new DomicileError('conflict', `tokenization key version ${version} is still needed by ${described}; re-tokenize or erase that data before retiring it`);
     }
     // Same context as the secret, so KEK rotation and provider migration rewrap the bundle like a secret.
-    const bundle = keyring.auditKeyBundle(version);
-    try {
-      const wrapped = await keys.wrap(bundle, tokenizationSecretContext(version));
-      await client.query('UPDATE tokenization_keys SET kek_version = $2, wrapped = $3, retired_at = now() WHERE version = $1', [
-        version,
-        wrapped.kekVersion,
-        wrapped.ciphertext,
-      ]);
-    } finally {
-      bundle.fill(0);
-    }
+    await client.query('UPDATE tokenization_keys SET kek_version = $2, wrapped = $3, retired_at = now() WHERE version = $1', [
+      version,
+      wrapped.kekVersion,
+      wrapped.ciphertext,
+    ]);
     await appendAudit(client, keyring, { actor, action: 'tokenization-key.retire', fields: [] });
   });
+}
+
+async function requireUnretired(client: Queryable, version: number, lock: '' | 'FOR UPDATE' = ''): Promise<void> {
+  const found = await client.query(`SELECT version FROM tokenization_keys WHERE version = $1 AND retired_at IS NULL ${lock}`, [version]);
+  if (found.rowCount !== 1) {
+    throw new DomicileError('not_found', `tokenization key version ${version} does not exist or was already retired`);
+  }
 }
