@@ -12,7 +12,7 @@ import { registerKeyMigrationCommand } from './key-migration.ts';
 import { createLogger } from './logger.ts';
 import { startDomicile, type Role } from './start.ts';
 import { withStore } from './with-store.ts';
-import { rejectedAuditEntries, verifyAudit } from '../store/audit.ts';
+import { missingAuditEntries, rejectedAuditEntries, verifyAudit } from '../store/audit.ts';
 import { countPendingOfOtherVersions, pendingAuditStats, sealAudit, type RejectedEntry } from '../store/audit-seal.ts';
 import { auditAnchorPath, verifyAuditAnchors } from '../store/audit-anchor.ts';
 import { migrate } from '../store/migrate.ts';
@@ -97,8 +97,12 @@ audit
       }
       const rejected = await rejectedAuditEntries(db);
       if (rejected.length > 0) {
-        const listed = rejected.slice(0, LISTED_ENTRIES).join(', ') + (rejected.length > LISTED_ENTRIES ? `, and ${rejected.length - LISTED_ENTRIES} more` : '');
-        console.error(`audit log chain intact, but ${rejected.length} entries stand in for pending entries that were changed, copied or written without the keyring: ${listed}`);
+        console.error(`audit log chain intact, but ${rejected.length} entries stand in for pending entries that were changed, copied or written without the keyring: ${listSeqs(rejected)}`);
+        process.exitCode = 1;
+      }
+      const missing = await missingAuditEntries(db);
+      if (missing.length > 0) {
+        console.error(`audit log chain intact, but ${missing.length} entries record pending entries that were deleted before their seal and written again by their process: ${listSeqs(missing)}`);
         process.exitCode = 1;
       }
       const foreign = await countPendingOfOtherVersions(db, keyring.auditVersions());
@@ -119,6 +123,12 @@ audit
       console.log(`${verdict}: ${result.count} entries verified${chained}, ${checked}`);
     });
   });
+
+/** Lists the first LISTED_ENTRIES sequence numbers and counts the rest. */
+function listSeqs(seqs: readonly number[]): string {
+  const rest = seqs.length - LISTED_ENTRIES;
+  return seqs.slice(0, LISTED_ENTRIES).join(', ') + (rest > 0 ? `, and ${rest} more` : '');
+}
 
 registerCredentialCommands(program);
 registerKeyCommands(program);

@@ -5,10 +5,10 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { loadPolicyFile } from '../policy/load.ts';
-import { appendAudit, appendAuditEntries, rejectedAuditEntries, verifyAudit } from './audit.ts';
+import { appendAudit, appendAuditEntries, missingAuditEntries, rejectedAuditEntries, verifyAudit } from './audit.ts';
 import fc from 'fast-check';
 import pg from 'pg';
-import { countPendingAudit, quoteLiteral, sealAudit } from './audit-seal.ts';
+import { auditSealerFor, countPendingAudit, quoteLiteral, sealAudit } from './audit-seal.ts';
 import { openDatabase, withTransaction, type Database } from './database.ts';
 import { migrate } from './migrate.ts';
 import { closeTestVault, createScratchDatabase, createTestVault, openTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
@@ -87,6 +87,43 @@ for (const database of testDatabases()) {
       assert.equal(await sealAudit(db, store.keyring), 1);
       assert.equal(await chainedCount(db), before + 1);
       assert.equal((await verifyAudit(db, store.keyring)).ok, true);
+    });
+
+    test('a pending entry deleted before its seal is written again', async () => {
+      const before = await chainedCount(db);
+      // Committed on the pool and not yet sealed, as between a commit and its seal.
+      await appendAuditEntries(db.pool, store.keyring, [
+        { actor, action: 'record.read', fields: ['deleted-1'] },
+        { actor, action: 'record.read', fields: ['deleted-2'] },
+      ]);
+      assert.equal((await db.pool.query('DELETE FROM audit_pending')).rowCount, 2);
+
+      const sealer = auditSealerFor(db);
+      await sealer.seal(store.keyring);
+      // The check after that seal writes the entries again; this call waits for the seal that chains them.
+      await sealer.seal(store.keyring);
+
+      const rows = await db.pool.query<{ action: string; actor_id: string; fields: string[]; item_counts: Record<string, number> | null }>(
+        'SELECT action, actor_id, fields, item_counts FROM audit_log WHERE seq > $1 ORDER BY seq',
+        [before],
+      );
+      assert.deepEqual(rows.rows.map((row) => row.action), ['audit.entry_missing', 'record.read', 'record.read']);
+      assert.equal(rows.rows[0]?.actor_id, 'system:audit-sealer');
+      assert.deepEqual(rows.rows[0]?.item_counts, { entries: 2 });
+      assert.deepEqual(rows.rows.slice(1).map((row) => row.fields), [['deleted-1'], ['deleted-2']]);
+      assert.deepEqual(await missingAuditEntries(db), [before + 1]);
+      assert.equal(await countPendingAudit(db), 0);
+      assert.equal((await verifyAudit(db, store.keyring)).ok, true);
+    });
+
+    test('entries chained elsewhere are not written again', async () => {
+      const before = await chainedCount(db);
+      await appendAuditEntries(db.pool, store.keyring, [{ actor, action: 'record.read', fields: ['chained-elsewhere'] }]);
+      // A seal outside this process's sealer, as by another process.
+      assert.equal(await sealAudit(db, store.keyring), 1);
+      await auditSealerFor(db).seal(store.keyring);
+      await auditSealerFor(db).seal(store.keyring);
+      assert.equal(await chainedCount(db), before + 1);
     });
 
     test('failed seal keeps the operation', async () => {

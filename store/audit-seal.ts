@@ -3,6 +3,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { chainHash, pendingMac, type AuditHead, type AuditRow } from './audit-chain.ts';
+import { checkWatchedEntries, takeWatchedEntries } from './audit-watch.ts';
 import { withClient, type Database } from './database.ts';
 
 
@@ -19,9 +20,10 @@ import { withClient, type Database } from './database.ts';
  * after a seal with a higher id already chained joins the next seal. Its
  * sequence number then follows those entries.
  *
- * NOTE: the MAC of a pending entry does not cover its id, and nothing records
- * which entries should be pending. Someone with database write access can
- * therefore delete or reorder entries before their seal without detection.
+ * NOTE: the MAC of a pending entry does not cover its id, so someone with
+ * database write access can reorder entries before their seal without
+ * detection. A deleted entry is written again by the process that wrote it
+ * (see audit-watch.ts), unless that process stopped first.
  */
 const SEAL_BATCH = 2000;
 
@@ -178,6 +180,12 @@ interface PendingRow {
   mac: Buffer | null;
 }
 
+/** What a seal reports: rejected entries, and the nonce of every entry it chained or rejected once it committed. */
+interface SealObserver {
+  onRejected(rejected: RejectedEntry): void;
+  onHandled?(nonce: string): void;
+}
+
 /** Pending entries that failed the seal's checks, by id; see chainRows. */
 export interface RejectedEntry {
   id: string;
@@ -194,22 +202,23 @@ export interface RejectedEntry {
  * has prepared the statements. Rejected entries are reported once the seal
  * committed.
  */
-async function sealBatch(db: Database, keyring: Keyring, onRejected: (rejected: RejectedEntry) => void): Promise<number> {
+async function sealBatch(db: Database, keyring: Keyring, observer: SealObserver): Promise<number> {
   try {
-    return await sealBatchOnce(db, keyring, onRejected);
+    return await sealBatchOnce(db, keyring, observer);
   } catch (error) {
     // The session lost its prepared statements; the failed attempt forgot it, so the next one prepares them.
     if ((error as { code?: unknown }).code !== UNKNOWN_STATEMENT) throw error;
-    return sealBatchOnce(db, keyring, onRejected);
+    return sealBatchOnce(db, keyring, observer);
   }
 }
 
-async function sealBatchOnce(db: Database, keyring: Keyring, onRejected: (rejected: RejectedEntry) => void): Promise<number> {
+async function sealBatchOnce(db: Database, keyring: Keyring, observer: SealObserver): Promise<number> {
   const versions = keyring.auditVersions();
   if (!versions.every((version) => Number.isSafeInteger(version))) {
     throw new Error('keyring has a key version that is not an integer');
   }
   const rejected: RejectedEntry[] = [];
+  const handled: string[] = [];
   const sealed = await withClient(db, async (client) => {
     await prepareStatements(client);
     try {
@@ -237,6 +246,9 @@ async function sealBatchOnce(db: Database, keyring: Keyring, onRejected: (reject
       await client.query(
         `EXECUTE ${STATEMENTS.write}('{${ids.join(',')}}', ${quoteLiteral(JSON.stringify(chained.rows))}, ${head.seq}, decode('${head.hash.toString('hex')}', 'hex')); COMMIT`,
       );
+      for (const row of pending) {
+        if (row.nonce !== null) handled.push(row.nonce.toString('hex'));
+      }
       return pending.length;
     } catch (error) {
       if ((error as { code?: unknown }).code === UNKNOWN_STATEMENT) {
@@ -246,7 +258,10 @@ async function sealBatchOnce(db: Database, keyring: Keyring, onRejected: (reject
     }
   });
   for (const entry of rejected) {
-    onRejected(entry);
+    observer.onRejected(entry);
+  }
+  for (const nonce of handled) {
+    observer.onHandled?.(nonce);
   }
   return sealed;
 }
@@ -347,10 +362,15 @@ function rejectedFields(keyring: Keyring): Omit<AuditRow, 'seq' | 'prev_hash' | 
  * Chains every entry committed before the call into `audit_log` and returns
  * how many it chained. Throws when the database fails.
  */
-export async function sealAudit(db: Database, keyring: Keyring, onRejected: (rejected: RejectedEntry) => void = () => undefined): Promise<number> {
+export async function sealAudit(
+  db: Database,
+  keyring: Keyring,
+  onRejected: (rejected: RejectedEntry) => void = () => undefined,
+  onHandled?: (nonce: string) => void,
+): Promise<number> {
   let total = 0;
   for (;;) {
-    const sealed = await sealBatch(db, keyring, onRejected);
+    const sealed = await sealBatch(db, keyring, onHandled === undefined ? { onRejected } : { onRejected, onHandled });
     total += sealed;
     if (sealed < SEAL_BATCH) {
       return total;
@@ -419,10 +439,10 @@ export function logRejected(logger: Logger | undefined, rejected: readonly Rejec
 }
 
 /** Chains pending entries like `sealAudit` and logs the rejected ones (see logRejected). */
-export async function sealAuditLogged(db: Database, keyring: Keyring, logger: Logger | undefined): Promise<number> {
+export async function sealAuditLogged(db: Database, keyring: Keyring, logger: Logger | undefined, onHandled?: (nonce: string) => void): Promise<number> {
   const rejected: RejectedEntry[] = [];
   try {
-    return await sealAudit(db, keyring, (entry) => rejected.push(entry));
+    return await sealAudit(db, keyring, (entry) => rejected.push(entry), onHandled);
   } finally {
     logRejected(logger, rejected);
   }
@@ -451,10 +471,12 @@ function createSealer(db: Database): AuditSealer {
     running = true;
     let finished = 0;
     while (finished < requested && keyring !== undefined) {
-      // Every call up to `ticket` committed before this seal starts.
+      // Every call up to `ticket` committed before this seal starts, and so did every watched entry.
       const ticket = requested;
+      const taken = takeWatchedEntries(db.pool);
+      const handled = new Set<string>();
       try {
-        await sealAuditLogged(db, keyring, logger);
+        await sealAuditLogged(db, keyring, logger, (nonce) => handled.add(nonce));
       } catch (error) {
         logger?.error({ event: 'audit.seal_failed', errorCode: (error as { code?: unknown }).code ?? 'error' }, 'sealing audit entries failed; they stay pending');
       }
@@ -465,6 +487,10 @@ function createSealer(db: Database): AuditSealer {
           waiting.splice(i, 1);
           entry.resolve();
         }
+      }
+      // After the callers are answered: a deleted entry is written again and needs one more seal.
+      if ((await checkWatchedEntries(db, keyring, logger, taken, handled)) > 0) {
+        requested += 1;
       }
     }
     running = false;

@@ -1,10 +1,11 @@
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import type { Keyring } from '../tokenizer/keyring.ts';
-import { secureRandomBytes } from '../tokenizer/random-pool.ts';
-import { chainHash, GENESIS_HASH, pendingMac, type AuditRow, type PendingEntry } from './audit-chain.ts';
-import { afterCommit, withTransaction, type Database, type Queryable } from './database.ts';
+import { chainHash, GENESIS_HASH, type AuditRow } from './audit-chain.ts';
+import pg from 'pg';
+import { INSERT_PENDING_ROWS, pendingRows, type AuditEntry, type PendingRow } from './audit-pending.ts';
+import { afterCommit, transactionState, withTransaction, type Database, type Queryable } from './database.ts';
 import { auditSealerFor } from './audit-seal.ts';
-import type { Actor } from './types.ts';
+import { MISSING_ACTION, watchCommittedEntries } from './audit-watch.ts';
 
 /**
  * The audit log: append-only and chained. Each row's hash is
@@ -18,40 +19,13 @@ import type { Actor } from './types.ts';
  * chain and `derive('audit', 'audit-values', v)` for values. Stored hashes
  * depend on both namespaces and on the canonical form: never change them.
  */
-const VALUE_NAMESPACE = 'audit-values';
-const VALUE_HMAC_PREFIX = 'hmac-sha256:';
 const VERIFY_BATCH = 1000;
 
-export type AuditOutcome = 'ok' | 'denied' | 'failed';
-
-export interface AuditEntry {
-  actor: Actor;
-  /** Verb and object, such as `record.create` or `subject.erase`. */
-  action: string;
-  purpose?: string;
-  subjectToken?: string;
-  recordType?: string;
-  /** Field names touched, read or revealed. */
-  fields?: readonly string[];
-  /** Values to make findable without storing them, by name; stored only as keyed HMACs. */
-  values?: Readonly<Record<string, string>>;
-  /** Item counts of a batch operation by field name, such as `{ email: 120 }`. */
-  itemCounts?: Readonly<Record<string, number>>;
-  outcome?: AuditOutcome;
-}
+export { auditValueHmac, INSERT_PENDING_ROWS, pendingRows, type AuditEntry, type AuditOutcome } from './audit-pending.ts';
 
 export type AuditVerification =
   | { ok: true; count: number }
   | { ok: false; seq: number; reason: string };
-
-/**
- * Computes the keyed HMAC under which an audit row records a value, so an
- * auditor holding the keyring can check whether a row concerned a given value.
- */
-export function auditValueHmac(keyring: Keyring, value: string, version: number = keyring.currentVersion): string {
-  const key = keyring.derive('audit', VALUE_NAMESPACE, version);
-  return `${VALUE_HMAC_PREFIX}v${version}:${createHmac('sha256', key).update(value, 'utf8').digest('hex')}`;
-}
 
 /**
  * Writes one entry inside the caller's transaction. See `appendAuditEntries`.
@@ -120,6 +94,12 @@ export async function rejectedAuditEntries(db: Database): Promise<number[]> {
   return result.rows.map((row) => Number(row.seq));
 }
 
+/** Sequence numbers of the `audit.entry_missing` entries: pending entries deleted before their seal and written again. */
+export async function missingAuditEntries(db: Database): Promise<number[]> {
+  const result = await db.pool.query<{ seq: string }>('SELECT seq FROM audit_log WHERE action = $1 ORDER BY seq', [MISSING_ACTION]);
+  return result.rows.map((row) => Number(row.seq));
+}
+
 function checkRow(keyring: Keyring, row: AuditRow, expectedSeq: number, previousHash: Buffer): string | undefined {
   if (row.seq !== expectedSeq) {
     return 'row is missing';
@@ -138,17 +118,6 @@ function checkRow(keyring: Keyring, row: AuditRow, expectedSeq: number, previous
   return undefined;
 }
 
-/** Columns of audit_pending as `jsonb_to_recordset` reads them from the JSON rows of `pendingRows`. */
-export const INSERT_PENDING_ROWS = `
-  INSERT INTO audit_pending (at, actor_id, actor_location, action, purpose, subject_token, record_type,
-                             fields, value_hmacs, item_counts, outcome, key_version, nonce, mac)
-  SELECT x.at, x.actor_id, x.actor_location, x.action, x.purpose, x.subject_token, x.record_type,
-         ARRAY(SELECT jsonb_array_elements_text(x.fields)), x.value_hmacs, x.item_counts, x.outcome, x.key_version,
-         decode(x.nonce, 'hex'), decode(x.mac, 'hex')
-  FROM jsonb_to_recordset($1::jsonb) AS x(at timestamptz, actor_id text, actor_location text, action text,
-       purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, item_counts jsonb,
-       outcome text, key_version integer, nonce text, mac text)`;
-
 /**
  * Writes entries inside the caller's transaction, in the order given. They
  * commit or roll back with the operation they record, so an operation whose
@@ -158,45 +127,27 @@ export const INSERT_PENDING_ROWS = `
  * seal, so callers respond with their entries already chained. Writing needs
  * no lock: concurrent transactions commit side by side. Given the pool
  * instead of a client of `withTransaction`, the entries commit at once and
- * the caller seals (`auditSealerFor(db).seal`).
+ * the caller seals (`auditSealerFor(db).seal`). Committed entries are
+ * watched until they are chained (see `watchCommittedEntries`); given a
+ * client outside `withTransaction`, they are not.
  */
 export async function appendAuditEntries(client: Queryable, keyring: Keyring, entries: readonly AuditEntry[]): Promise<void> {
   if (entries.length === 0) {
     return;
   }
-  await client.query({ name: 'domicile_append_audit', text: INSERT_PENDING_ROWS, values: [JSON.stringify(pendingRows(keyring, entries))] });
-  requestSealAfterCommit(client, keyring);
+  const rows = pendingRows(keyring, entries);
+  await client.query({ name: 'domicile_append_audit', text: INSERT_PENDING_ROWS, values: [JSON.stringify(rows)] });
+  const written = transactionState<PendingRow[]>(client, 'audit-rows', () => []);
+  if (written !== undefined) {
+    written.push(...rows);
+    afterCommit(client, 'audit-seal', (db) => {
+      watchCommittedEntries(db.pool, written);
+      return auditSealerFor(db).seal(keyring);
+    });
+  } else if (client instanceof pg.Pool) {
+    // An autocommitted statement on the pool: the rows committed with it.
+    watchCommittedEntries(client, rows);
+  }
 }
 
-/** Registers the seal that runs once the transaction of `client` commits; see `appendAuditEntries`. */
-function requestSealAfterCommit(client: Queryable, keyring: Keyring): void {
-  afterCommit(client, 'audit-seal', (db) => auditSealerFor(db).seal(keyring));
-}
 
-/** Builds the JSON rows of `entries` for INSERT_PENDING_ROWS, with values as keyed HMACs and a MAC per row. */
-export function pendingRows(keyring: Keyring, entries: readonly AuditEntry[]): Array<Record<string, unknown>> {
-  const version = keyring.currentVersion;
-  const at = new Date().toISOString();
-  return entries.map((entry) => {
-    const valueHmacs: Record<string, string> = {};
-    for (const [name, value] of Object.entries(entry.values ?? {})) {
-      valueHmacs[name] = auditValueHmac(keyring, value, version);
-    }
-    const pending: PendingEntry = {
-      at,
-      actor_id: entry.actor.id,
-      actor_location: entry.actor.location,
-      action: entry.action,
-      purpose: entry.purpose ?? null,
-      subject_token: entry.subjectToken ?? null,
-      record_type: entry.recordType ?? null,
-      fields: [...(entry.fields ?? [])],
-      value_hmacs: valueHmacs,
-      item_counts: entry.itemCounts === undefined ? null : { ...entry.itemCounts },
-      outcome: entry.outcome ?? 'ok',
-      key_version: version,
-      nonce: secureRandomBytes(16).toString('hex'),
-    };
-    return { ...pending, mac: pendingMac(keyring, pending).toString('hex') };
-  });
-}

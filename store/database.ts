@@ -217,12 +217,14 @@ export async function withTransaction<T>(db: Database, fn: (client: pg.PoolClien
   const result = await withClient(db, async (client) => {
     await client.query(options.snapshot === true ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN');
     commitHooks.set(client, hooks);
+    transactionStates.set(client, new Map());
     try {
       const value = await fn(client);
       await client.query('COMMIT');
       return value;
     } finally {
       commitHooks.delete(client);
+      transactionStates.delete(client);
     }
   });
   // After the release: with PGlite the pool has one connection, which a hook needs.
@@ -254,6 +256,25 @@ export function afterCommit(client: Queryable, key: string, hook: CommitHook): b
   }
   hooks.set(key, hook);
   return true;
+}
+
+const transactionStates = new WeakMap<object, Map<string, unknown>>();
+
+/**
+ * Returns the value stored under `key` for the transaction of `client`,
+ * made by `create` on first use, so that several calls inside one
+ * transaction share it and the next transaction on the same client starts
+ * without it. Returns undefined for a client outside `withTransaction`.
+ */
+export function transactionState<T>(client: Queryable, key: string, create: () => T): T | undefined {
+  const states = transactionStates.get(client);
+  if (states === undefined) {
+    return undefined;
+  }
+  if (!states.has(key)) {
+    states.set(key, create());
+  }
+  return states.get(key) as T;
 }
 
 /** Anything that runs a query: the pool or a client inside a transaction. */

@@ -3,6 +3,7 @@ import { DomicileError } from '../policy/errors.ts';
 import { blindIndex } from '../tokenizer/blind-index.ts';
 import { INSERT_PENDING_ROWS, pendingRows, type AuditEntry } from './audit.ts';
 import { auditSealerFor } from './audit-seal.ts';
+import { watchCommittedEntries } from './audit-watch.ts';
 import { canonicalJson } from './canonical.ts';
 import { blindIndexNamespace, dataKeyContext, encryptField, generateSubjectToken, type EncryptedFields } from './record-crypto.ts';
 import type { Actor } from './types.ts';
@@ -259,6 +260,7 @@ async function insertRecords(deps: VaultDeps, records: readonly NewRecord[]): Pr
     fields: [...r.validated.set.keys()],
   }));
 
+  const auditRows = pendingRows(keyring, audit);
   try {
     await deps.db.pool.query({ name: 'domicile_create_records', text: INSERT_RECORDS_SQL, values: [
       JSON.stringify(records.map((r) => ({ id: r.subjectId, token: r.subjectToken }))),
@@ -268,8 +270,10 @@ async function insertRecords(deps: VaultDeps, records: readonly NewRecord[]): Pr
       JSON.stringify(indexes),
       JSON.stringify(outbox),
       policy.version,
-      JSON.stringify(pendingRows(keyring, audit)),
+      JSON.stringify(auditRows),
     ] });
+    // The statement committed on its own, with the entries.
+    watchCommittedEntries(deps.db.pool, auditRows);
   } catch (error) {
     const { code, constraint } = error as { code?: unknown; constraint?: unknown };
     if (code === UNIQUE_VIOLATION && constraint === IDEMPOTENCY_CONSTRAINT) {
