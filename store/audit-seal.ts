@@ -117,10 +117,10 @@ const WRITE_SEAL = `
  * entries (pg_stat_statements and EXPLAIN ANALYZE, Postgres 15). A seal runs
  * under the head lock, so no other seal could run while it planned. Each
  * connection therefore prepares the statements once, and the seal executes
- * them with a generic plan. The seal also turns off sequential scans for its transaction:
- * `audit_pending` is a queue whose deleted rows wait for vacuum, and a
- * sequential scan reads all of them (4 to 5 ms with 8,000 deleted rows),
- * while the primary key index reaches the few live ones.
+ * them with a generic plan. The seal also turns off sequential scans for its
+ * transaction, because `audit_pending` is a queue whose deleted rows wait for
+ * vacuum. A sequential scan reads all of them (4 to 5 ms with 8,000 deleted
+ * rows), while the primary key index reaches the few live ones.
  */
 const STATEMENTS = { pending: 'domicile_audit_pending', write: 'domicile_audit_seal' } as const;
 /** Connections whose session has the prepared STATEMENTS; a new connection is a new session. */
