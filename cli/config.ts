@@ -29,6 +29,7 @@ const environmentSchema = z.object({
   DOMICILE_EXAMPLE_PORT: port.default(0),
   DOMICILE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DOMICILE_REPLICATION_POLL_MS: z.coerce.number().int().min(10).max(60_000).default(200),
+  DOMICILE_REQUIRE_IF_MATCH: z.enum(['true', 'false']).default('false'),
 }).superRefine((settings, context) => {
   if (settings.DOMICILE_SECONDARY_KEY_PROVIDER === settings.DOMICILE_KEY_PROVIDER) {
     context.addIssue({ code: 'custom', path: ['DOMICILE_SECONDARY_KEY_PROVIDER'], message: 'must differ from DOMICILE_KEY_PROVIDER' });
@@ -85,6 +86,8 @@ export interface Config {
   examplePort: number;
   logLevel: string;
   replicationPollMs: number;
+  /** Whether record updates must name the version they change in `If-Match`. */
+  requireIfMatch: boolean;
 }
 
 /** Reads the configuration from `env`; invalid settings fail with the variable's name and the problem. */
@@ -118,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     examplePort: settings.DOMICILE_EXAMPLE_PORT,
     logLevel: settings.DOMICILE_LOG_LEVEL,
     replicationPollMs: settings.DOMICILE_REPLICATION_POLL_MS,
+    requireIfMatch: settings.DOMICILE_REQUIRE_IF_MATCH === 'true',
   };
 }
 

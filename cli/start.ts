@@ -151,6 +151,7 @@ async function startListeners(config: Config, parts: Parts, running: Running, cl
     appOrigins: [appOrigin],
     gatewayOrigin,
     ready: () => db.pool.query('SELECT 1').then(() => true, () => false),
+    requireIfMatch: config.requireIfMatch,
     ...(subjectExport === undefined ? {} : { subjectExport }),
   });
   gatewayServer.on('request', gatewayApp);

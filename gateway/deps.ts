@@ -31,6 +31,11 @@ export interface GatewayDeps {
    * required. Defaults to `DOMICILE_METRICS_PUBLIC=true` in the environment.
    */
   metricsPublic?: boolean;
+  /**
+   * Whether `PATCH /api/v1/records/{subjectToken}` must carry `If-Match` with
+   * a version; without it, an update applies to the current version.
+   */
+  requireIfMatch?: boolean;
   /** Builds a subject access export; without it the export route answers 503. */
   subjectExport?: (input: ExportInput) => Promise<SubjectExport>;
 }

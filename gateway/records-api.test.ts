@@ -98,6 +98,25 @@ for (const database of testDatabases()) {
       assert.equal((await read(subjectToken)).body.values.postalCode, '10115');
     });
 
+    test('update without If-Match gives 428 when required', async () => {
+      const strict = createTestGateway(db, policy, store, { metricsPublic: false, requireIfMatch: true });
+      const subjectToken = await createPerson();
+      const send = (ifMatch?: string) => {
+        const call = request(strict).patch(`/api/v1/records/${subjectToken}`).set(auth(secrets.inCountry));
+        return (ifMatch === undefined ? call : call.set('If-Match', ifMatch)).send({ recordType: 'customer', values: { postalCode: '10115' }, purpose: 'support' });
+      };
+      for (const ifMatch of [undefined, '*']) {
+        const refused = await send(ifMatch);
+        assert.equal(refused.status, 428, `If-Match ${String(ifMatch)}`);
+        assert.equal(refused.body.error.code, 'precondition_required');
+        assert.equal(refused.body.error.issues[0].path, 'header.if-match');
+      }
+      assert.equal((await read(subjectToken)).body.version, 1, 'a refused update changes nothing');
+      const accepted = await send('"1"');
+      assert.equal(accepted.status, 200, accepted.text);
+      assert.equal(accepted.body.version, 2);
+    });
+
     test('update rejects malformed If-Match and unknown fields', async () => {
       const subjectToken = await createPerson();
       const weak = await patch(subjectToken, { postalCode: '10115' }, 'W/"1"');

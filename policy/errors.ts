@@ -15,6 +15,7 @@ export const ERROR_STATUS = {
   conflict: 409,
   gone: 410,
   precondition_failed: 412,
+  precondition_required: 428,
   payload_too_large: 413,
   unsupported_media_type: 415,
   rate_limited: 429,

@@ -165,6 +165,7 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
         404: { description: 'no such subject or record' },
         410: { description: 'subject was erased' },
         412: { description: 'the current version of the record does not match If-Match' },
+        428: { description: 'If-Match is missing or `*` while the gateway requires it (DOMICILE_REQUIRE_IF_MATCH=true)' },
       },
     },
     auth,
@@ -173,6 +174,11 @@ export function recordsRouter(deps: GatewayDeps, specs: RouteSpec[]): Router {
       const body = parseScopedInput(updateBody, req.body, '$', policy, credential, 'records:update');
       const purpose = requirePurpose(policy, body.purpose, '$.purpose');
       const expected = expectedVersion(req.get('if-match'));
+      if (expected === undefined && deps.requireIfMatch === true) {
+        throw new DomicileError('precondition_required', 'header.if-match is required: send the ETag "<version>" of your last read of the record', {
+          issues: [{ path: 'header.if-match', message: 'is required and must be "<version>"' }],
+        });
+      }
 
       const updated = await vault.update({
         subjectToken: String(req.params['subjectToken']),
