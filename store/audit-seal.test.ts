@@ -89,6 +89,19 @@ for (const database of testDatabases()) {
       assert.equal((await verifyAudit(db, store.keyring)).ok, true);
     });
 
+    test('a seal prepares its statements again after a column changed its type', async () => {
+      await sealAudit(db, store.keyring);
+      for (const type of ['varchar(64)', 'text']) {
+        // The prepared read now returns another row type: "cached plan must not change result type".
+        await db.pool.query(`ALTER TABLE audit_pending ALTER COLUMN outcome TYPE ${type}`);
+        const before = await chainedCount(db);
+        await appendAuditEntries(db.pool, store.keyring, [{ actor, action: 'record.read', fields: [`after-${type}`] }]);
+        assert.equal(await sealAudit(db, store.keyring), 1);
+        assert.equal(await chainedCount(db), before + 1);
+      }
+      assert.equal((await verifyAudit(db, store.keyring)).ok, true);
+    });
+
     test('a pending entry deleted before its seal is written again', async () => {
       const before = await chainedCount(db);
       // Committed on the pool and not yet sealed, as between a commit and its seal.

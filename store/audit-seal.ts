@@ -125,25 +125,36 @@ const WRITE_SEAL = `
 const STATEMENTS = { pending: 'domicile_audit_pending', write: 'domicile_audit_seal' } as const;
 /** Connections whose session has the prepared STATEMENTS; a new connection is a new session. */
 const preparedOn = new WeakSet<pg.PoolClient>();
-/** SQLSTATE of EXECUTE naming a statement the session does not hold (after DISCARD ALL, say). */
+/**
+ * SQLSTATEs after which the seal prepares its statements again: 26000, the
+ * session does not have them (after DISCARD ALL, say); 0A000, "cached plan
+ * must not change result type", after a column of `audit_pending` changed
+ * its type.
+ */
+const STALE_STATEMENT = new Set(['26000', '0A000']);
+/** SQLSTATE of DEALLOCATE naming a statement that the session does not have. */
 const UNKNOWN_STATEMENT = '26000';
-/** SQLSTATE of PREPARE naming a statement that the session has already. */
-const DUPLICATE_STATEMENT = '42P05';
 
+/**
+ * Prepares STATEMENTS on the connection of `client` unless it did so before.
+ * A statement of the same name is dropped first: PGlite serves every
+ * connection from one session, in which another pool may have prepared it,
+ * and after a stale statement the session still has the old one.
+ */
 async function prepareStatements(client: pg.PoolClient): Promise<void> {
   if (preparedOn.has(client)) {
     return;
   }
-  // PGlite serves every connection from one session, in which another pool may have prepared them.
   for (const [name, text, types] of [
     [STATEMENTS.pending, SELECT_PENDING, 'integer[]'],
     [STATEMENTS.write, WRITE_SEAL, 'bigint[], jsonb, bigint, bytea'],
   ] as const) {
     try {
-      await client.query(`PREPARE ${name} (${types}) AS ${text}`);
+      await client.query(`DEALLOCATE ${name}`);
     } catch (error) {
-      if ((error as { code?: unknown }).code !== DUPLICATE_STATEMENT) throw error;
+      if ((error as { code?: unknown }).code !== UNKNOWN_STATEMENT) throw error;
     }
+    await client.query(`PREPARE ${name} (${types}) AS ${text}`);
   }
   preparedOn.add(client);
 }
@@ -206,8 +217,8 @@ async function sealBatch(db: Database, keyring: Keyring, observer: SealObserver)
   try {
     return await sealBatchOnce(db, keyring, observer);
   } catch (error) {
-    // The session lost its prepared statements; the failed attempt forgot it, so the next one prepares them.
-    if ((error as { code?: unknown }).code !== UNKNOWN_STATEMENT) throw error;
+    // The session lost its prepared statements or they went stale; the failed attempt forgot them, so the next one prepares them.
+    if (!STALE_STATEMENT.has(String((error as { code?: unknown }).code))) throw error;
     return sealBatchOnce(db, keyring, observer);
   }
 }
@@ -251,7 +262,7 @@ async function sealBatchOnce(db: Database, keyring: Keyring, observer: SealObser
       }
       return pending.length;
     } catch (error) {
-      if ((error as { code?: unknown }).code === UNKNOWN_STATEMENT) {
+      if (STALE_STATEMENT.has(String((error as { code?: unknown }).code))) {
         preparedOn.delete(client);
       }
       throw error;
@@ -448,6 +459,9 @@ export async function sealAuditLogged(db: Database, keyring: Keyring, logger: Lo
   }
 }
 
+/** Shortest time between two `audit.seal_failed` log lines; each line counts the failed seals since the previous one. */
+const SEAL_FAILURE_LOG_INTERVAL_MS = 10_000;
+
 const sealers = new WeakMap<Database, AuditSealer>();
 
 /** Returns the one sealer of `db` in this process. */
@@ -465,6 +479,9 @@ function createSealer(db: Database): AuditSealer {
   let keyring: Keyring | undefined;
   let requested = 0;
   let running = false;
+  // Failed seals since the last `audit.seal_failed` line, which is logged at most once per interval.
+  let failedSince = 0;
+  let lastFailureLog = 0;
   const waiting: Array<{ ticket: number; resolve: () => void }> = [];
 
   const run = async (): Promise<void> => {
@@ -478,7 +495,15 @@ function createSealer(db: Database): AuditSealer {
       try {
         await sealAuditLogged(db, keyring, logger, (nonce) => handled.add(nonce));
       } catch (error) {
-        logger?.error({ event: 'audit.seal_failed', errorCode: (error as { code?: unknown }).code ?? 'error' }, 'sealing audit entries failed; they stay pending');
+        failedSince += 1;
+        if (Date.now() - lastFailureLog >= SEAL_FAILURE_LOG_INTERVAL_MS) {
+          lastFailureLog = Date.now();
+          logger?.error(
+            { event: 'audit.seal_failed', errorCode: (error as { code?: unknown }).code ?? 'error', failedSeals: failedSince },
+            'sealing audit entries failed; they stay pending',
+          );
+          failedSince = 0;
+        }
       }
       finished = ticket;
       for (let i = waiting.length - 1; i >= 0; i -= 1) {
