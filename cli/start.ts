@@ -102,6 +102,12 @@ export async function startDomicile(config: Config, role: Role, logger: Logger):
   }
 }
 
+/** Answers a request that arrives while the gateway starts. */
+function answerStarting(_req: http.IncomingMessage, res: http.ServerResponse): void {
+  res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'cache-control': 'no-store' });
+  res.end(JSON.stringify({ error: { code: 'unavailable', message: 'the gateway is starting; retry shortly', issues: [] } }));
+}
+
 interface Parts {
   policy: Policy;
   db: Database;
@@ -117,6 +123,8 @@ async function startListeners(config: Config, parts: Parts, running: Running, cl
   // Bodies of the gateway listener are small JSON documents, so slow clients
   // are cut off sooner than Node's defaults (60 s for headers, 300 s in all).
   const gatewayServer = http.createServer({ headersTimeout: 20_000, requestTimeout: 30_000 });
+  // The listener opens first, to learn its port; until the app is attached, requests get 503 instead of no answer.
+  gatewayServer.on('request', answerStarting);
   const gatewayPort = await listen(gatewayServer, config.host, config.gatewayPort);
   closers.push(() => closeServer(gatewayServer));
   const gatewayOrigin = config.gatewayPort === 0 ? `http://localhost:${gatewayPort}` : config.gatewayOrigin;
@@ -154,6 +162,7 @@ async function startListeners(config: Config, parts: Parts, running: Running, cl
     requireIfMatch: config.requireIfMatch,
     ...(subjectExport === undefined ? {} : { subjectExport }),
   });
+  gatewayServer.off('request', answerStarting);
   gatewayServer.on('request', gatewayApp);
 
   const appServer = createAppListener({ upstream, logger: logger.child({ listener: 'app' }) });
