@@ -3,7 +3,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import type pg from 'pg';
 import { DomicileError } from '../policy/errors.ts';
 import type { EncryptionContext, KeyProvider } from '../tokenizer/keys/provider.ts';
-import type { Database } from './database.ts';
+import { catchConnectionError, type Database } from './database.ts';
 
 /**
  * Encrypted logical backups of the project's tables, for real Postgres and
@@ -175,6 +175,7 @@ export async function writeBackup(
   const key = randomBytes(32);
   const temporary = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   const client = await db.pool.connect();
+  const connectionError = catchConnectionError(client);
   let file: FileHandle | undefined;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -233,7 +234,7 @@ export async function writeBackup(
     throw error;
   } finally {
     key.fill(0);
-    client.release();
+    client.release(connectionError());
   }
 }
 

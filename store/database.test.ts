@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative as relativePath } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DomicileError } from '../policy/errors.ts';
-import { openDatabase, withTransaction } from './database.ts';
+import { openDatabase, withClient, withTransaction } from './database.ts';
 import { listMigrations, migrate } from './migrate.ts';
 import { silentLogger, testDatabases, type OpenedTestDatabase } from './testing.ts';
 
@@ -53,6 +53,52 @@ describe('embedded database lock', () => {
       await db.close();
     }
     await assert.rejects(stat(folder), { code: 'ENOENT' });
+  });
+
+  test('the embedded database folder is closed to other users', async () => {
+    const shared = await mkdtemp(join(tmpdir(), 'domicile-shared-'));
+    try {
+      await chmod(shared, 0o755);
+      await mkdir(join(shared, 'pgdata'), { mode: 0o755 });
+      await chmod(join(shared, 'pgdata'), 0o755);
+      const db = await openDatabase({ dataDir: shared, logger });
+      await db.close();
+      assert.equal((await stat(join(shared, 'pgdata'))).mode & 0o777, 0o700);
+    } finally {
+      await rm(shared, { recursive: true, force: true });
+    }
+  });
+
+  test('a relative TMPDIR still gives a Unix socket', async () => {
+    const previous = process.env['TMPDIR'];
+    const relative = relativePath(process.cwd(), await mkdtemp(join(tmpdir(), 'domicile-tmpdir-')));
+    process.env['TMPDIR'] = relative;
+    try {
+      const db = await openDatabase({ dataDir, logger });
+      try {
+        assert.ok(String(db.pool.options.host).startsWith('/'));
+        assert.equal((await db.pool.query<{ answer: number }>('SELECT 42 AS answer')).rows[0]?.answer, 42);
+      } finally {
+        await db.close();
+      }
+    } finally {
+      if (previous === undefined) delete process.env['TMPDIR'];
+      else process.env['TMPDIR'] = previous;
+      await rm(relative, { recursive: true, force: true });
+    }
+  });
+
+  test('socket folder of a killed process is removed', async () => {
+    const stale = await mkdtemp(join(tmpdir(), 'domicile-pglite-'));
+    await writeFile(join(dataDir, 'pglite.socket'), `${stale}\n`);
+    await writeFile(join(dataDir, 'pglite.lock'), '99999999\n');
+    const db = await openDatabase({ dataDir, logger });
+    try {
+      await assert.rejects(stat(stale), { code: 'ENOENT' });
+    } finally {
+      await db.close();
+    }
+    await assert.rejects(stat(join(dataDir, 'pglite.socket')), { code: 'ENOENT' });
   });
 
   test('stale lock of a dead process is taken over', async () => {
@@ -146,6 +192,27 @@ if (databaseUrl !== undefined && databaseUrl !== '') {
         assert.deepEqual([...a, ...b].sort(), listMigrations().map((migration) => migration.version));
       } finally {
         await second.close();
+        await target.close();
+      }
+    });
+
+    test('a connection ended by the server while checked out fails its holder, not the process', async () => {
+      const [postgres] = testDatabases().filter((database) => database.name === 'postgres');
+      assert.ok(postgres !== undefined);
+      const target = await postgres.open({ migrate: false });
+      try {
+        await assert.rejects(
+          withClient(target, async (client) => {
+            const pid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+            // Another connection ends this one between two of its queries, as a restart would.
+            await target.pool.query('SELECT pg_terminate_backend($1)', [pid]);
+            await new Promise((resolve) => setTimeout(resolve, 200));
+            await client.query('SELECT 1');
+          }),
+        );
+        const after = await target.pool.query<{ answer: number }>('SELECT 42 AS answer');
+        assert.equal(after.rows[0]?.answer, 42);
+      } finally {
         await target.close();
       }
     });

@@ -1,6 +1,6 @@
-import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, isAbsolute, join, resolve } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import pg from 'pg';
@@ -45,9 +45,36 @@ const PGLITE_SOCKET_PORT = 5432;
 /** Maximum socket path length in bytes that fits `sun_path` on Linux (108 with the final NUL) and macOS (104). */
 const MAX_SOCKET_PATH = 103;
 
+/** File in the data folder that names the socket folder of the process holding the lock. */
+const SOCKET_RECORD = 'pglite.socket';
+
+/**
+ * Removes the socket folder that a process killed before its close left
+ * behind, as named in SOCKET_RECORD. Runs under the lock, so no live process
+ * uses it. Only a folder of this user named like the ones this code creates
+ * is removed.
+ */
+function removeStaleSocketFolder(dataDir: string): void {
+  let recorded: string;
+  try {
+    recorded = readFileSync(join(dataDir, SOCKET_RECORD), 'utf8').trim();
+  } catch {
+    return;
+  }
+  try {
+    const folder = statSync(recorded);
+    if (isAbsolute(recorded) && basename(recorded).startsWith('domicile-pglite-') && folder.isDirectory() && folder.uid === process.getuid?.()) {
+      rmSync(recorded, { recursive: true, force: true });
+    }
+  } catch {
+    // Already gone.
+  }
+}
+
 /** Creates the private socket folder; throws when its path is too long for a Unix socket. */
 function privateSocketFolder(): { folder: string; path: string } {
-  const folder = mkdtempSync(join(tmpdir(), 'domicile-pglite-'));
+  // node-pg takes a host without a leading slash for a host name, so a relative TMPDIR is made absolute.
+  const folder = mkdtempSync(join(resolve(tmpdir()), 'domicile-pglite-'));
   const path = join(folder, `.s.PGSQL.${PGLITE_SOCKET_PORT}`);
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
     rmSync(folder, { recursive: true, force: true });
@@ -104,8 +131,16 @@ async function openPglite(options: OpenDatabaseOptions): Promise<Database> {
     // NOTE: PGlite 0.5 runs with fsync=off, and its Node file system has no
     // fsync either. A commit is written to the WAL before it is acknowledged,
     // so it survives a killed process, but not a power loss or an OS crash.
-    pglite = await PGlite.create({ dataDir: join(options.dataDir, 'pgdata') });
+    // PGlite creates its files readable and writable by everyone (mode 0666
+    // under umask 0), so its folder is closed to other users even when the
+    // data folder existed before with a wider mode.
+    const pgdata = join(options.dataDir, 'pgdata');
+    mkdirSync(pgdata, { recursive: true, mode: 0o700 });
+    chmodSync(pgdata, 0o700);
+    pglite = await PGlite.create({ dataDir: pgdata });
+    removeStaleSocketFolder(options.dataDir);
     socket = privateSocketFolder();
+    writeFileSync(join(options.dataDir, SOCKET_RECORD), `${socket.folder}\n`, { mode: 0o600 });
     server = new PGLiteSocketServer({ db: pglite, path: socket.path, maxConnections: PGLITE_SOCKET_MAX_CONNECTIONS });
     await server.start();
     chmodSync(socket.path, 0o600);
@@ -127,24 +162,20 @@ async function openPglite(options: OpenDatabaseOptions): Promise<Database> {
     max: PGLITE_POOL_MAX,
     // Reconnecting costs little, but an idle timeout would only churn the one connection.
     idleTimeoutMillis: 0,
+    // PGlite serves every connection from its one session, so statements that
+    // an earlier connection prepared are still there. node-pg prepares named
+    // statements again on a new connection, which would fail, so a new
+    // connection drops them before the pool hands it out.
+    onConnect: async (client) => {
+      await client.query('DEALLOCATE ALL');
+    },
   });
   watchPool(pool, options.logger);
-  // PGlite serves every connection from its one session, so statements that
-  // an earlier connection prepared are still there. node-pg prepares named
-  // statements again on a new connection, which would fail, so the new
-  // connection drops them first. The client runs this query before any
-  // query of its first user.
-  pool.on('connect', (client) => {
-    client.query('DEALLOCATE ALL').catch((error: Error & { code?: string }) => {
-      options.logger.error({ event: 'database.reset_failed', code: error.code ?? 'unknown' }, 'could not drop the prepared statements of the embedded database session');
-    });
-  });
-
   options.logger.info({ event: 'database.opened', kind: 'pglite' }, 'opened the embedded database (PGlite)');
   return {
     pool,
     kind: 'pglite',
-    close: closeOnce(() => closePglite(pool, server, pglite, lock, socketFolder, options.logger)),
+    close: closeOnce(() => closePglite(pool, server, pglite, lock, options.dataDir, socketFolder, options.logger)),
   };
 }
 
@@ -153,6 +184,7 @@ async function closePglite(
   server: PGLiteSocketServer,
   pglite: PGlite,
   lock: LockFile,
+  dataDir: string,
   socketFolder: string,
   logger: Logger,
 ): Promise<void> {
@@ -163,6 +195,7 @@ async function closePglite(
     await pglite.close();
   } finally {
     rmSync(socketFolder, { recursive: true, force: true });
+    rmSync(join(dataDir, SOCKET_RECORD), { force: true });
     lock.release();
   }
   logger.info({ event: 'database.closed', kind: 'pglite' }, 'closed the embedded database');
@@ -190,6 +223,7 @@ function watchPool(pool: pg.Pool, logger: Logger): void {
  */
 export async function withClient<T>(db: Database, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await db.pool.connect();
+  const connectionError = catchConnectionError(client);
   let broken: Error | undefined;
   try {
     return await fn(client);
@@ -201,8 +235,28 @@ export async function withClient<T>(db: Database, fn: (client: pg.PoolClient) =>
     }
     throw error;
   } finally {
+    broken ??= connectionError();
     client.release(broken);
   }
+}
+
+/**
+ * Listens for the `error` event of a checked-out client until the returned
+ * function is called, which returns the error, if any, for `release`. pg-pool
+ * listens only on idle clients, and an `error` event without a listener ends
+ * the process: a connection that the server ends between two queries of a
+ * checked-out client (a restart, `pg_terminate_backend`) would do so.
+ */
+export function catchConnectionError(client: pg.PoolClient): () => Error | undefined {
+  let failed: Error | undefined;
+  const listener = (error: Error): void => {
+    failed ??= error;
+  };
+  client.on('error', listener);
+  return () => {
+    client.off('error', listener);
+    return failed;
+  };
 }
 
 /**

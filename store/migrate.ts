@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { DomicileError } from '../policy/errors.ts';
-import type { Database } from './database.ts';
+import { catchConnectionError, type Database } from './database.ts';
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 
@@ -46,6 +46,7 @@ export function listMigrations(): Migration[] {
  */
 export async function migrate(db: Database, logger: Logger): Promise<number[]> {
   const client = await db.pool.connect();
+  const connectionError = catchConnectionError(client);
   let locked = false;
   try {
     if (db.kind === 'postgres') {
@@ -57,7 +58,7 @@ export async function migrate(db: Database, logger: Logger): Promise<number[]> {
     if (locked) {
       await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY.toString()]).catch(() => undefined);
     }
-    client.release();
+    client.release(connectionError());
   }
 }
 
