@@ -110,10 +110,31 @@ function handleError(logger: Logger, error: unknown, res: Response): void {
     return;
   }
 
+  if (isDatabaseUnavailable(error)) {
+    logger.error({ requestId: requestIdOf(res), errorCode: codeOf(error) ?? 'connection' }, 'request failed: the database is unavailable');
+    sendError(res, 'unavailable', 'the database is unavailable; retry later');
+    return;
+  }
+
   // The error object is logged without its message, because a library error
   // (a Postgres error, a parser error) may quote a value.
   logger.error({ requestId: requestIdOf(res), errorName: error instanceof Error ? error.name : typeof error, errorCode: codeOf(error) }, 'request failed');
   sendError(res, 'internal', INTERNAL_MESSAGE);
+}
+
+/**
+ * Whether `error` says the database cannot be reached or ended the
+ * connection: SQLSTATE class 08 (connection exception) or 57P01 to 57P03
+ * (shutdown, crash, cannot connect now), a refused or reset socket, or the
+ * messages node-pg gives a connection that ended without a SQLSTATE.
+ */
+function isDatabaseUnavailable(error: unknown): boolean {
+  const code = codeOf(error);
+  if (code !== undefined && (code.startsWith('08') || ['57P01', '57P02', '57P03', 'ECONNREFUSED', 'ECONNRESET', 'EPIPE'].includes(code))) {
+    return true;
+  }
+  const message = error instanceof Error ? error.message : '';
+  return message === 'Connection terminated unexpectedly' || message.startsWith('Client has encountered a connection error');
 }
 
 function codeOf(error: unknown): string | undefined {
