@@ -65,16 +65,20 @@ function bodyParserResponse(error: BodyParserError): { code: ErrorCode; message:
  * becomes a 500 with a fixed message.
  */
 export function createErrorHandler(logger: Logger): ErrorRequestHandler {
+  const outage = { unlogged: 0, lastLogged: 0 };
   return (error: unknown, _req, res, next) => {
     if (res.headersSent) {
       next(error);
       return;
     }
-    handleError(logger, error, res);
+    handleError(logger, error, res, outage);
   };
 }
 
-function handleError(logger: Logger, error: unknown, res: Response): void {
+/** Shortest time between two log lines about requests that failed because the database was unreachable. */
+const OUTAGE_LOG_INTERVAL_MS = 10_000;
+
+function handleError(logger: Logger, error: unknown, res: Response, outage: { unlogged: number; lastLogged: number }): void {
   if (error instanceof DomicileError) {
     // Only the code and message: the cause may be a Postgres error whose
     // detail quotes a value.
@@ -111,7 +115,16 @@ function handleError(logger: Logger, error: unknown, res: Response): void {
   }
 
   if (isDatabaseUnavailable(error)) {
-    logger.error({ requestId: requestIdOf(res), errorCode: codeOf(error) ?? 'connection' }, 'request failed: the database is unavailable');
+    // One line per interval, counting the failed requests, because an outage fails every request.
+    outage.unlogged += 1;
+    if (Date.now() - outage.lastLogged >= OUTAGE_LOG_INTERVAL_MS) {
+      logger.error(
+        { requestId: requestIdOf(res), errorCode: codeOf(error) ?? 'connection', failedRequests: outage.unlogged },
+        'requests failed: the database is unavailable',
+      );
+      outage.unlogged = 0;
+      outage.lastLogged = Date.now();
+    }
     sendError(res, 'unavailable', 'the database is unavailable; retry later');
     return;
   }
