@@ -41,7 +41,10 @@ export interface Running {
  */
 export async function startDomicile(config: Config, role: Role, logger: Logger): Promise<Running> {
   const closers: Array<() => Promise<void>> = [];
+  // Set before the first closer runs, so /readyz answers 503 while requests in flight finish.
+  const shutdown = { started: false };
   const close = async (): Promise<void> => {
+    shutdown.started = true;
     for (const closer of closers.reverse()) {
       await closer().catch((error: unknown) => logger.error({ err: error, event: 'shutdown.failed' }, 'shutdown step failed'));
     }
@@ -73,7 +76,7 @@ export async function startDomicile(config: Config, role: Role, logger: Logger):
     const running: Running = { policy, db, keyring, appOrigin: undefined, gatewayOrigin: undefined, upstream: undefined, example: undefined, close };
 
     if (role !== 'worker') {
-      await startListeners(config, { policy, db, keyring, vault, logger, subjectExport: (input) => exportSubject(vaultDeps, input) }, running, closers);
+      await startListeners(config, { policy, db, keyring, vault, logger, subjectExport: (input) => exportSubject(vaultDeps, input) }, running, closers, shutdown);
     }
     if (role !== 'gateway') {
       const worker = startReplicationWorker({
@@ -117,7 +120,7 @@ interface Parts {
   subjectExport: GatewayDeps['subjectExport'];
 }
 
-async function startListeners(config: Config, parts: Parts, running: Running, closers: Array<() => Promise<void>>): Promise<void> {
+async function startListeners(config: Config, parts: Parts, running: Running, closers: Array<() => Promise<void>>, shutdown: { started: boolean }): Promise<void> {
   const { policy, db, keyring, vault, logger, subjectExport } = parts;
 
   // Bodies of the gateway listener are small JSON documents, so slow clients
@@ -159,11 +162,13 @@ async function startListeners(config: Config, parts: Parts, running: Running, cl
     appOrigins: [appOrigin],
     gatewayOrigin,
     ready: () => db.pool.query('SELECT 1').then(() => true, () => false),
+    stopping: () => shutdown.started,
     requireIfMatch: config.requireIfMatch,
     ...(subjectExport === undefined ? {} : { subjectExport }),
   });
   gatewayServer.off('request', answerStarting);
   gatewayServer.on('request', gatewayApp);
+
 
   const appServer = createAppListener({ upstream, logger: logger.child({ listener: 'app' }) });
   // Proxied uploads may be large, so only the headers get a shorter limit than Node's default.

@@ -25,6 +25,8 @@ export interface GatewayDeps {
   sessionKey?: Buffer;
   /** Reports whether the database is reachable; backs `/readyz`. */
   ready: () => Promise<boolean>;
+  /** Reports whether the process is shutting down, so `/readyz` answers 503 during the shutdown grace period. */
+  stopping?: () => boolean;
   /**
    * Serves `/metrics` without a credential. Scrapers often scrape anonymously
    * on an internal network; otherwise a credential with `metrics:read` is

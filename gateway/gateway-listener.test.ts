@@ -67,6 +67,14 @@ for (const database of testDatabases()) {
       assert.equal(ready.body.checks.database, 'ok');
     });
 
+    test('readiness fails while the process shuts down', async () => {
+      const stopping = createTestGateway(db, policy, store, { stopping: () => true });
+      const ready = await request(stopping).get('/readyz');
+      assert.equal(ready.status, 503);
+      assert.equal(ready.body.status, 'stopping');
+      assert.equal((await request(stopping).get('/healthz')).status, 200);
+    });
+
     test('records API rejects missing and unknown credentials', async () => {
       const missing = await request(app).post('/api/v1/records').send({ recordType: 'customer', values: person, purpose: 'signup' });
       assert.equal(missing.status, 401);

@@ -12,6 +12,11 @@ export function healthRouter(deps: GatewayDeps): Router {
 
   router.get('/readyz', async (_req, res) => {
     res.setHeader('Cache-Control', 'no-store');
+    // A load balancer stops sending new requests while those in flight finish.
+    if (deps.stopping?.() === true) {
+      res.status(503).json({ status: 'stopping' });
+      return;
+    }
     const ready = await deps.ready().catch(() => false);
     if (!ready) {
       res.status(503).json({ status: 'unavailable', checks: { database: 'unreachable' } });
