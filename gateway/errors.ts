@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { DomicileError, type ErrorCode, type Issue } from '../policy/index.ts';
+import { createCountedLog } from '../store/counted-log.ts';
 import { requestIdOf } from './request-log.ts';
 
 /** Fixed message of every unexpected failure; details go to the log under the request id. */
@@ -65,20 +66,23 @@ function bodyParserResponse(error: BodyParserError): { code: ErrorCode; message:
  * becomes a 500 with a fixed message.
  */
 export function createErrorHandler(logger: Logger): ErrorRequestHandler {
-  const outage = { unlogged: 0, lastLogged: 0 };
+  // One line per interval, counting the failed requests, because an outage fails every request.
+  const noteOutage = createCountedLog(OUTAGE_LOG_INTERVAL_MS, (failedRequests, first: { requestId: string; errorCode: string }) => {
+    logger.error({ ...first, failedRequests }, 'requests failed: the database is unavailable');
+  });
   return (error: unknown, _req, res, next) => {
     if (res.headersSent) {
       next(error);
       return;
     }
-    handleError(logger, error, res, outage);
+    handleError(logger, error, res, noteOutage);
   };
 }
 
 /** Shortest time between two log lines about requests that failed because the database was unreachable. */
 const OUTAGE_LOG_INTERVAL_MS = 10_000;
 
-function handleError(logger: Logger, error: unknown, res: Response, outage: { unlogged: number; lastLogged: number }): void {
+function handleError(logger: Logger, error: unknown, res: Response, noteOutage: (details: { requestId: string; errorCode: string }) => void): void {
   if (error instanceof DomicileError) {
     // Only the code and message: the cause may be a Postgres error whose
     // detail quotes a value.
@@ -115,16 +119,7 @@ function handleError(logger: Logger, error: unknown, res: Response, outage: { un
   }
 
   if (isDatabaseUnavailable(error)) {
-    // One line per interval, counting the failed requests, because an outage fails every request.
-    outage.unlogged += 1;
-    if (Date.now() - outage.lastLogged >= OUTAGE_LOG_INTERVAL_MS) {
-      logger.error(
-        { requestId: requestIdOf(res), errorCode: codeOf(error) ?? 'connection', failedRequests: outage.unlogged },
-        'requests failed: the database is unavailable',
-      );
-      outage.unlogged = 0;
-      outage.lastLogged = Date.now();
-    }
+    noteOutage({ requestId: requestIdOf(res), errorCode: codeOf(error) ?? 'connection' });
     sendError(res, 'unavailable', 'the database is unavailable; retry later');
     return;
   }

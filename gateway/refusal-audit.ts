@@ -1,8 +1,8 @@
 import type { Request, RequestHandler, Response } from 'express';
-import type { Logger } from 'pino';
 import { DomicileError } from '../policy/index.ts';
 import { appendAuditEntries, type AuditEntry } from '../store/audit.ts';
 import type { Credential } from '../store/credentials.ts';
+import { createCountedLog } from '../store/counted-log.ts';
 import { withTransaction, type Database } from '../store/database.ts';
 import { createGroupRunner } from '../store/vault-group.ts';
 import { isSubjectToken } from '../store/record-crypto.ts';
@@ -43,10 +43,8 @@ export interface RefusalContext {
 
 interface RefusalAuditState {
   pending: number;
-  skipped: number;
-  lastSkipLog: number;
-  /** Logs the skips counted since the last line, once a flood ends. */
-  flush: NodeJS.Timeout | undefined;
+  /** Counts a refusal that was not audited, for a log line at most every SKIPPED_LOG_INTERVAL_MS. */
+  noteSkipped: (action: string) => void;
   write: (entry: AuditEntry) => Promise<void>;
 }
 
@@ -60,7 +58,10 @@ function stateOf(deps: GatewayDeps): RefusalAuditState {
       await withTransaction(deps.db, (client) => appendAuditEntries(client, deps.keyring, entries));
       return entries.map(() => ({ ok: true as const, value: undefined }));
     });
-    state = { pending: 0, skipped: 0, lastSkipLog: 0, flush: undefined, write };
+    const noteSkipped = createCountedLog(SKIPPED_LOG_INTERVAL_MS, (skipped, action: string) => {
+      deps.logger.warn({ event: 'audit.denied_skipped', action, skipped }, 'refused requests were not audited: too many audit writes in progress');
+    });
+    state = { pending: 0, noteSkipped, write };
     states.set(deps.db, state);
   }
   return state;
@@ -98,7 +99,7 @@ function auditEntry(deps: GatewayDeps, credential: Credential, context: RefusalC
 export async function auditRefusal(deps: GatewayDeps, credential: Credential, context: RefusalContext): Promise<void> {
   const state = stateOf(deps);
   if (state.pending >= MAX_PENDING_REFUSAL_AUDITS) {
-    noteSkipped(deps.logger, state, context.action);
+    state.noteSkipped(context.action);
     return;
   }
 
@@ -122,26 +123,6 @@ export async function auditRefusal(deps: GatewayDeps, credential: Credential, co
   });
   await Promise.race([write, timeout]);
   clearTimeout(timer);
-}
-
-function noteSkipped(logger: Logger, state: RefusalAuditState, action: string): void {
-  state.skipped += 1;
-  const log = (): void => {
-    if (state.flush !== undefined) clearTimeout(state.flush);
-    state.flush = undefined;
-    if (state.skipped === 0) return;
-    logger.warn({ event: 'audit.denied_skipped', action, skipped: state.skipped }, 'refused requests were not audited: too many audit writes in progress');
-    state.lastSkipLog = Date.now();
-    state.skipped = 0;
-  };
-  const sinceLast = Date.now() - state.lastSkipLog;
-  if (sinceLast >= SKIPPED_LOG_INTERVAL_MS) {
-    log();
-  } else if (state.flush === undefined) {
-    // The skips of the last interval of a flood are logged too, when no later skip would log them.
-    state.flush = setTimeout(log, SKIPPED_LOG_INTERVAL_MS - sinceLast);
-    state.flush.unref();
-  }
 }
 
 /**

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { chainHash, pendingMac, type AuditHead, type AuditRow } from './audit-chain.ts';
 import { checkWatchedEntries, takeWatchedEntries } from './audit-watch.ts';
+import { createCountedLog } from './counted-log.ts';
 import { withClient, type Database } from './database.ts';
 
 
@@ -479,9 +480,9 @@ function createSealer(db: Database): AuditSealer {
   let keyring: Keyring | undefined;
   let requested = 0;
   let running = false;
-  // Failed seals since the last `audit.seal_failed` line, which is logged at most once per interval.
-  let failedSince = 0;
-  let lastFailureLog = 0;
+  const noteSealFailed = createCountedLog(SEAL_FAILURE_LOG_INTERVAL_MS, (failedSeals, errorCode: unknown) => {
+    logger?.error({ event: 'audit.seal_failed', errorCode, failedSeals }, 'sealing audit entries failed; they stay pending');
+  });
   const waiting: Array<{ ticket: number; resolve: () => void }> = [];
 
   const run = async (): Promise<void> => {
@@ -495,15 +496,7 @@ function createSealer(db: Database): AuditSealer {
       try {
         await sealAuditLogged(db, keyring, logger, (nonce) => handled.add(nonce));
       } catch (error) {
-        failedSince += 1;
-        if (Date.now() - lastFailureLog >= SEAL_FAILURE_LOG_INTERVAL_MS) {
-          lastFailureLog = Date.now();
-          logger?.error(
-            { event: 'audit.seal_failed', errorCode: (error as { code?: unknown }).code ?? 'error', failedSeals: failedSince },
-            'sealing audit entries failed; they stay pending',
-          );
-          failedSince = 0;
-        }
+        noteSealFailed((error as { code?: unknown }).code ?? 'error');
       }
       finished = ticket;
       for (let i = waiting.length - 1; i >= 0; i -= 1) {
