@@ -41,7 +41,7 @@ export interface Running {
  */
 export async function startDomicile(config: Config, role: Role, logger: Logger): Promise<Running> {
   const closers: Array<() => Promise<void>> = [];
-  // Set before the first closer runs, so /readyz answers 503 while requests in flight finish.
+  // Set before the first closer runs, so /readyz returns 503 while requests in flight finish.
   const shutdown = { started: false };
   const close = async (): Promise<void> => {
     shutdown.started = true;
@@ -105,8 +105,8 @@ export async function startDomicile(config: Config, role: Role, logger: Logger):
   }
 }
 
-/** Answers a request that arrives while the gateway starts. */
-function answerStarting(_req: http.IncomingMessage, res: http.ServerResponse): void {
+/** Responds 503 to a request that arrives while the gateway starts. */
+function respondStarting(_req: http.IncomingMessage, res: http.ServerResponse): void {
   res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1', 'cache-control': 'no-store' });
   res.end(JSON.stringify({ error: { code: 'unavailable', message: 'the gateway is starting; retry shortly', issues: [] } }));
 }
@@ -126,8 +126,8 @@ async function startListeners(config: Config, parts: Parts, running: Running, cl
   // Bodies of the gateway listener are small JSON documents, so slow clients
   // are cut off sooner than Node's defaults (60 s for headers, 300 s in all).
   const gatewayServer = http.createServer({ headersTimeout: 20_000, requestTimeout: 30_000 });
-  // The listener opens first, to learn its port; until the app is attached, requests get 503 instead of no answer.
-  gatewayServer.on('request', answerStarting);
+  // The listener opens first, to learn its port. Until the app is attached, requests get 503 instead of no response.
+  gatewayServer.on('request', respondStarting);
   const gatewayPort = await listen(gatewayServer, config.host, config.gatewayPort);
   closers.push(() => closeServer(gatewayServer));
   const gatewayOrigin = config.gatewayPort === 0 ? `http://localhost:${gatewayPort}` : config.gatewayOrigin;
@@ -166,7 +166,7 @@ async function startListeners(config: Config, parts: Parts, running: Running, cl
     requireIfMatch: config.requireIfMatch,
     ...(subjectExport === undefined ? {} : { subjectExport }),
   });
-  gatewayServer.off('request', answerStarting);
+  gatewayServer.off('request', respondStarting);
   gatewayServer.on('request', gatewayApp);
 
 

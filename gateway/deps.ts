@@ -25,7 +25,7 @@ export interface GatewayDeps {
   sessionKey?: Buffer;
   /** Reports whether the database is reachable; backs `/readyz`. */
   ready: () => Promise<boolean>;
-  /** Reports whether the process is shutting down, so `/readyz` answers 503 during the shutdown grace period. */
+  /** Reports whether the process is shutting down, so `/readyz` returns 503 during the shutdown grace period. */
   stopping?: () => boolean;
   /**
    * Serves `/metrics` without a credential. Scrapers often scrape anonymously

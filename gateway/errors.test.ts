@@ -5,7 +5,7 @@ import request from 'supertest';
 import { silentLogger } from '../store/testing.ts';
 import { createErrorHandler } from './errors.ts';
 
-/** An app whose one route throws `error`, answered by the gateway's error handler. */
+/** An app whose one route throws `error`, handled by the gateway's error handler. */
 function failingApp(error: unknown): express.Express {
   const app = express();
   app.get('/', () => {

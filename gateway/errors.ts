@@ -131,7 +131,7 @@ function handleError(logger: Logger, error: unknown, res: Response, noteOutage: 
 }
 
 /**
- * Whether `error` says the database cannot be reached or ended the
+ * Whether `error` reports that the database cannot be reached or ended the
  * connection: SQLSTATE class 08 (connection exception) or 57P01 to 57P03
  * (shutdown, crash, cannot connect now), a refused or reset socket, or the
  * messages node-pg gives a connection that ended without a SQLSTATE.

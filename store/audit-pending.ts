@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { secureRandomBytes } from '../tokenizer/random-pool.ts';
 import { pendingMac, type PendingEntry } from './audit-chain.ts';
+import type { Queryable } from './database.ts';
 import type { Actor } from './types.ts';
 
 /**
@@ -48,6 +49,14 @@ export const INSERT_PENDING_ROWS = `
   FROM jsonb_to_recordset($1::jsonb) AS x(at timestamptz, actor_id text, actor_location text, action text,
        purpose text, subject_token text, record_type text, fields jsonb, value_hmacs jsonb, item_counts jsonb,
        outcome text, key_version integer, nonce text, mac text)`;
+
+/**
+ * Inserts `rows` into `audit_pending` through a named statement, so each
+ * connection parses and plans it once.
+ */
+export async function insertPendingRows(client: Queryable, rows: readonly PendingRow[]): Promise<void> {
+  await client.query({ name: 'domicile_append_audit', text: INSERT_PENDING_ROWS, values: [JSON.stringify(rows)] });
+}
 
 /** A row of `audit_pending` as this process writes it: the entry, its nonce and its MAC, in hex. */
 export type PendingRow = PendingEntry & { mac: string };

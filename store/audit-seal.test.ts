@@ -11,7 +11,7 @@ import pg from 'pg';
 import { auditSealerFor, countPendingAudit, quoteLiteral, sealAudit } from './audit-seal.ts';
 import { openDatabase, withTransaction, type Database } from './database.ts';
 import { migrate } from './migrate.ts';
-import { closeTestVault, createScratchDatabase, createTestVault, openTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
+import { checkOutIdleClients, closeTestVault, createScratchDatabase, createTestVault, openTestVault, silentLogger, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
 import type { Actor } from './types.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../examples/policy.yaml', import.meta.url)));
@@ -75,9 +75,8 @@ for (const database of testDatabases()) {
 
     test('a seal prepares its statements again after the session dropped them', async () => {
       await sealAudit(db, store.keyring);
-      // Every idle connection of the pool forgets the seal's prepared statements.
-      const clients = await Promise.all(Array.from({ length: Math.max(1, db.pool.idleCount) }, () => db.pool.connect()));
-      for (const client of clients) {
+      // Every idle connection of the pool loses the seal's prepared statements.
+      for (const client of await checkOutIdleClients(db)) {
         const names = await client.query<{ name: string }>("SELECT name FROM pg_prepared_statements WHERE name LIKE 'domicile\\_audit\\_%'");
         for (const { name } of names.rows) await client.query(`DEALLOCATE ${name}`);
         client.release();

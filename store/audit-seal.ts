@@ -192,7 +192,7 @@ interface PendingRow {
   mac: Buffer | null;
 }
 
-/** What a seal reports: rejected entries, and the nonce of every entry it chained or rejected once it committed. */
+/** Callbacks of a seal: each rejected entry, and once it committed, the nonce of every entry it chained or rejected. */
 interface SealObserver {
   onRejected(rejected: RejectedEntry): void;
   onHandled?(nonce: string): void;
@@ -491,7 +491,7 @@ function createSealer(db: Database): AuditSealer {
     while (finished < requested && keyring !== undefined) {
       // Every call up to `ticket` committed before this seal starts, and so did every watched entry.
       const ticket = requested;
-      const taken = takeWatchedEntries(db.pool);
+      const watched = takeWatchedEntries(db.pool);
       const handled = new Set<string>();
       try {
         await sealAuditLogged(db, keyring, logger, (nonce) => handled.add(nonce));
@@ -506,8 +506,8 @@ function createSealer(db: Database): AuditSealer {
           entry.resolve();
         }
       }
-      // After the callers are answered: a deleted entry is written again and needs one more seal.
-      if ((await checkWatchedEntries(db, keyring, logger, taken, handled)) > 0) {
+      // After the waiting callers resume: a deleted entry is written again and needs one more seal.
+      if ((await checkWatchedEntries(db, keyring, logger, watched, handled)) > 0) {
         requested += 1;
       }
     }

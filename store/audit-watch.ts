@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { secureRandomBytes } from '../tokenizer/random-pool.ts';
 import { pendingMac } from './audit-chain.ts';
-import { INSERT_PENDING_ROWS, pendingRows, type PendingRow } from './audit-pending.ts';
+import { insertPendingRows, pendingRows, type PendingRow } from './audit-pending.ts';
 import type { Database } from './database.ts';
 
 /**
@@ -54,29 +54,30 @@ export function watchCommittedEntries(pool: object, rows: readonly PendingRow[])
 /** Removes and returns the watched entries of `pool`, which all committed before the call. */
 export function takeWatchedEntries(pool: object): { rows: PendingRow[]; dropped: number } {
   const list = listOf(pool);
-  const taken = { rows: list.rows, dropped: list.dropped };
+  const removed = { rows: list.rows, dropped: list.dropped };
   list.rows = [];
   list.dropped = 0;
-  return taken;
+  return removed;
 }
 
 /**
- * Checks the entries taken before a seal whose nonces the seal did not
+ * Checks the entries watched before a seal whose nonces the seal did not
  * handle (`handled`), and writes the deleted ones again. Entries still
  * pending, and all of them when the check fails, are watched again. Returns
- * how many entries it wrote, so that the caller seals again. Never throws.
+ * how many entries it wrote, so that the caller seals again. It does not
+ * throw: it logs a failure and keeps the entries watched.
  */
 export async function checkWatchedEntries(
   db: Database,
   keyring: Keyring,
   logger: Logger | undefined,
-  taken: { rows: readonly PendingRow[]; dropped: number },
+  watched: { rows: readonly PendingRow[]; dropped: number },
   handled: ReadonlySet<string>,
 ): Promise<number> {
-  if (taken.dropped > 0) {
-    logger?.warn({ event: 'audit.watch_full', count: taken.dropped }, `more than ${MAX_WATCHED} audit entries waited for a seal, so some were not watched for deletion`);
+  if (watched.dropped > 0) {
+    logger?.warn({ event: 'audit.watch_full', count: watched.dropped }, `more than ${MAX_WATCHED} audit entries waited for a seal, so some were not watched for deletion`);
   }
-  const unresolved = taken.rows.filter((row) => !handled.has(row.nonce));
+  const unresolved = watched.rows.filter((row) => !handled.has(row.nonce));
   if (unresolved.length === 0) {
     return 0;
   }
@@ -121,7 +122,7 @@ async function writeAgain(db: Database, keyring: Keyring, logger: Logger | undef
     return { ...renewed, mac: pendingMac(keyring, renewed).toString('hex') };
   });
   const rows = [...marker, ...again];
-  await db.pool.query({ name: 'domicile_append_audit', text: INSERT_PENDING_ROWS, values: [JSON.stringify(rows)] });
+  await insertPendingRows(db.pool, rows);
   watchCommittedEntries(db.pool, rows);
   return rows.length;
 }

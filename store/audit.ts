@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { Keyring } from '../tokenizer/keyring.ts';
 import { chainHash, GENESIS_HASH, type AuditRow } from './audit-chain.ts';
 import pg from 'pg';
-import { INSERT_PENDING_ROWS, pendingRows, type AuditEntry, type PendingRow } from './audit-pending.ts';
+import { insertPendingRows, pendingRows, type AuditEntry, type PendingRow } from './audit-pending.ts';
 import { afterCommit, transactionState, withTransaction, type Database, type Queryable } from './database.ts';
 import { auditSealerFor } from './audit-seal.ts';
 import { MISSING_ACTION, watchCommittedEntries } from './audit-watch.ts';
@@ -136,7 +136,7 @@ export async function appendAuditEntries(client: Queryable, keyring: Keyring, en
     return;
   }
   const rows = pendingRows(keyring, entries);
-  await client.query({ name: 'domicile_append_audit', text: INSERT_PENDING_ROWS, values: [JSON.stringify(rows)] });
+  await insertPendingRows(client, rows);
   const written = transactionState<PendingRow[]>(client, 'audit-rows', () => []);
   if (written !== undefined) {
     written.push(...rows);

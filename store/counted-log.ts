@@ -1,8 +1,8 @@
 /**
  * Writes a log line for repeated events at most once per interval. Each line
  * carries the count of events since the previous line and the details of the
- * first of them. The count of the last interval of a burst is written when
- * that interval ends, so no event goes uncounted.
+ * first of them. The count of the last interval of a burst is written by a
+ * timer when that interval ends (the timer does not keep the process alive).
  */
 export function createCountedLog<T>(intervalMs: number, write: (count: number, first: T) => void): (details: T) => void {
   let count = 0;

@@ -267,22 +267,20 @@ export function catchConnectionError(client: pg.PoolClient): () => Error | undef
  * nothing.
  */
 export async function withTransaction<T>(db: Database, fn: (client: pg.PoolClient) => Promise<T>, options: { snapshot?: boolean } = {}): Promise<T> {
-  const hooks = new Map<string, CommitHook>();
+  const transaction: OpenTransaction = { hooks: new Map(), states: new Map() };
   const result = await withClient(db, async (client) => {
     await client.query(options.snapshot === true ? 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY' : 'BEGIN');
-    commitHooks.set(client, hooks);
-    transactionStates.set(client, new Map());
+    openTransactions.set(client, transaction);
     try {
       const value = await fn(client);
       await client.query('COMMIT');
       return value;
     } finally {
-      commitHooks.delete(client);
-      transactionStates.delete(client);
+      openTransactions.delete(client);
     }
   });
   // After the release: with PGlite the pool has one connection, which a hook needs.
-  for (const hook of hooks.values()) {
+  for (const hook of transaction.hooks.values()) {
     await hook(db);
   }
   return result;
@@ -295,7 +293,13 @@ export async function withTransaction<T>(db: Database, fn: (client: pg.PoolClien
  */
 export type CommitHook = (db: Database) => Promise<void>;
 
-const commitHooks = new WeakMap<object, Map<string, CommitHook>>();
+/** The hooks and state that `afterCommit` and `transactionState` keep for a transaction of `withTransaction`. */
+interface OpenTransaction {
+  hooks: Map<string, CommitHook>;
+  states: Map<string, unknown>;
+}
+
+const openTransactions = new WeakMap<object, OpenTransaction>();
 
 /**
  * Runs `hook` once after the transaction of `client` commits, when `client`
@@ -304,15 +308,13 @@ const commitHooks = new WeakMap<object, Map<string, CommitHook>>();
  * client outside `withTransaction`, such as the pool itself.
  */
 export function afterCommit(client: Queryable, key: string, hook: CommitHook): boolean {
-  const hooks = commitHooks.get(client);
-  if (hooks === undefined) {
+  const transaction = openTransactions.get(client);
+  if (transaction === undefined) {
     return false;
   }
-  hooks.set(key, hook);
+  transaction.hooks.set(key, hook);
   return true;
 }
-
-const transactionStates = new WeakMap<object, Map<string, unknown>>();
 
 /**
  * Returns the value stored under `key` for the transaction of `client`,
@@ -321,7 +323,7 @@ const transactionStates = new WeakMap<object, Map<string, unknown>>();
  * without it. Returns undefined for a client outside `withTransaction`.
  */
 export function transactionState<T>(client: Queryable, key: string, create: () => T): T | undefined {
-  const states = transactionStates.get(client);
+  const states = openTransactions.get(client)?.states;
   if (states === undefined) {
     return undefined;
   }

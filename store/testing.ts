@@ -175,3 +175,8 @@ export async function closeTestVault(db: OpenedTestDatabase, store: TestVault): 
   await store.keys.close();
   await db.close();
 }
+
+/** Checks out every idle connection of the pool at once (at least one), so a test can act on each. */
+export function checkOutIdleClients(db: Database): Promise<pg.PoolClient[]> {
+  return Promise.all(Array.from({ length: Math.max(1, db.pool.idleCount) }, () => db.pool.connect()));
+}

@@ -5,7 +5,7 @@ import { DomicileError } from '../policy/errors.ts';
 import { loadPolicyFile } from '../policy/load.ts';
 import { decryptValue } from '../tokenizer/envelope.ts';
 import type { Database } from './database.ts';
-import { closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
+import { checkOutIdleClients, closeTestVault, openTestVault, testDatabases, type OpenedTestDatabase, type TestVault } from './testing.ts';
 import type { Actor } from './types.ts';
 
 const policy = loadPolicyFile(fileURLToPath(new URL('../examples/policy.yaml', import.meta.url)));
@@ -80,8 +80,7 @@ for (const database of testDatabases()) {
     test('creates and seals keep working on a new connection', async () => {
       await store.vault.create({ recordType: 'customer', values: person, actor, purpose: 'signup' });
       // Destroys every idle connection; the next ones prepare the named statements again.
-      const clients = await Promise.all(Array.from({ length: Math.max(1, db.pool.idleCount) }, () => db.pool.connect()));
-      for (const client of clients) client.release(new Error('connection dropped by the test'));
+      for (const client of await checkOutIdleClients(db)) client.release(new Error('connection dropped by the test'));
       const created = await store.vault.create({ recordType: 'customer', values: person, actor, purpose: 'signup' });
       const read = await store.vault.read({ subjectToken: created.subjectToken, recordType: 'customer', actor, purpose: 'support' });
       assert.equal(read.values['email'], normalizedEmail);
